@@ -1,0 +1,76 @@
+"""Heatmaps of a run; matplotlib is imported here only, with a headless backend."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from assocmem.mem import unit  # noqa: E402
+from assocmem.report import token_label  # noqa: E402
+from assocmem.result import Result, VariantRun  # noqa: E402
+
+plt.rcParams["font.family"] = "DejaVu Sans"  # ships with matplotlib and has Cyrillic glyphs
+
+
+def save(fig, path: Path) -> Path:
+    """Write the figure whole or not at all: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("_") or "x"
+
+
+def heatmap(matrix, row_labels, col_labels, title, cbar="cosine", vmin=None, vmax=None):
+    rows, cols = matrix.shape
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * cols + 2.5), max(3.0, 0.32 * rows + 1.8)))
+    im = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks(range(cols), col_labels, rotation=90 if max(map(len, col_labels), default=0) > 3 else 0)
+    ax.set_yticks(range(rows), row_labels)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label=cbar)
+    return fig
+
+
+def plot_variant(run: VariantRun, out: Path) -> list[Path]:
+    files = []
+    base = slug(run.scenario.name) + ("" if len(run.scenario.variants) == 1 else "-" + slug(run.variant.name))
+    for j, p in enumerate(run.prompts):
+        tokens = [f"{token_label(t)}" for t in p.prompt.tokens]
+        stem = f"{base}-p{j + 1}"
+        layer_labels = ["embed"] + [f"{l + 1}" for l in range(len(run.variant.model.pipeline))]
+        files.append(save(heatmap(p.lens_similarity, layer_labels, tokens,
+                                  f"{stem}: cosine of the last position ({tokens[-1]}) with every position, by layer",
+                                  vmin=-1, vmax=1), out / f"{stem}-lens.png"))
+        Xn = unit(p.stream)
+        files.append(save(heatmap(Xn @ Xn.T, tokens, tokens, f"{stem}: token × token cosine of the final stream",
+                                  vmin=-1, vmax=1), out / f"{stem}-stream.png"))
+        for l, layer in enumerate(run.variant.model.pipeline):
+            for s, (stage, w) in enumerate(zip(layer.stages, p.attention[l])):
+                if stage.kind == "context" and w is not None:
+                    name = f"{stem}-context-L{l + 1}" + (f"s{s + 1}" if len(layer.stages) > 1 else "")
+                    files.append(save(heatmap(w, tokens, tokens, f"{stem}: layer {l + 1} {stage.label} (row: query)",
+                                              cbar="attention", vmin=0, vmax=1), out / f"{name}.png"))
+    return files
+
+
+def plot_result(result: Result, out: Path) -> list[Path]:
+    return [f for run in result.variants for f in plot_variant(run, Path(out))]

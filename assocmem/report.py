@@ -1,0 +1,122 @@
+"""Tables for the terminal: attention per layer and stage, a logit lens, final logits, PASS/FAIL."""
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from assocmem.result import PromptRun, Result, VariantRun
+
+SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
+TOP = 3         # logits shown per layer in the logit lens
+
+
+def token_label(token: str) -> str:
+    """Spaces and empty names made visible."""
+    return token.replace(" ", "␣") if token.strip() else "␣" * max(len(token), 1)
+
+
+def print_result(result: Result, console: Console, all_positions: bool = False) -> None:
+    sc = result.scenario
+    console.print(Text(f"{sc.name}", style="bold") + Text(f"  {sc.path}", style="dim"))
+    if sc.description:
+        console.print(Text(sc.description.strip(), style="dim"))
+    for run in result.variants:
+        print_variant(run, console, all_positions)
+
+
+def print_variant(run: VariantRun, console: Console, all_positions: bool) -> None:
+    m = run.variant.model
+    title = f"variant {run.variant.name}" + ("" if run.variant.check else " (shown, not checked)")
+    console.rule(Text(title, style="bold cyan"))
+    if run.variant.description:
+        console.print(Text(run.variant.description.strip(), style="dim"))
+    console.print(f"dim {m.dim} · seed {m.seed} · temperature {m.temperature:g} · similarity {m.similarity} · "
+                  f"{m.dtype} · {len(m.pipeline)} layers · {len(run.names)} names · {len(run.memory_rows)} memory rows")
+    for j, p in enumerate(run.prompts):
+        print_prompt(run, j, p, console, all_positions)
+
+
+def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_positions: bool) -> None:
+    tokens = p.prompt.tokens
+    console.print()
+    console.print(Text(f"prompt {j + 1}: ", style="bold") +
+                  Text(" ".join(f"{i}:{token_label(t)}" for i, t in enumerate(tokens))))
+    table = Table(title="last position, layer by layer", title_justify="left", show_lines=False, expand=False)
+    table.add_column("layer", justify="right")
+    table.add_column("stage")
+    table.add_column(f"attention of {token_label(tokens[-1])}@{len(tokens) - 1}", overflow="fold")
+    table.add_column(f"top {TOP} logits after the layer", overflow="fold")
+    table.add_row("0", "embedding", "", _top(run.names, p.lens_logits[0]))
+    for l, layer in enumerate(run.variant.model.pipeline):
+        for s, (stage, w) in enumerate(zip(layer.stages, p.attention[l])):
+            last = len(tokens) - 1
+            table.add_row(str(l + 1) if s == 0 else "", stage.label, _attention_line(run, stage, w, tokens, last),
+                          _top(run.names, p.lens_logits[l + 1]) if s == len(layer.stages) - 1 else "")
+    console.print(table)
+    if all_positions:
+        for l, layer in enumerate(run.variant.model.pipeline):
+            for stage, w in zip(layer.stages, p.attention[l]):
+                if w is not None:
+                    console.print(_all_positions_table(run, l, stage, w, tokens))
+    console.print(_final_logits(run, p))
+    e = p.expectation
+    if e:
+        verdict = Text("PASS", style="bold green") if e.passed else Text("FAIL", style="bold red")
+        note = "" if run.variant.check else " (not checked)"
+        console.print(verdict + Text(f"  expect {token_label(e.expect)}: winner {token_label(e.winner)}, "
+                                     f"margin {e.margin:+.3f}{note}"))
+
+
+def _columns(run: VariantRun, stage, tokens) -> list[str]:
+    if stage.kind in ("assoc", "mlp"):
+        return [f"{r.label} [{r.source}]" for r in run.memory_rows]
+    return [f"{token_label(t)}@{i}" for i, t in enumerate(tokens)]
+
+
+def _attention_line(run, stage, w, tokens, position: int) -> str:
+    if stage.kind == "feedback":
+        return f"mean of positions 0..{position - 1} (uniform 1/{position})" if position else "(no past)"
+    if w is None or w.shape[-1] == 0:
+        return "(empty memory)"
+    row = w[position]
+    if not row.any():
+        return "(not updated)"
+    cols = _columns(run, stage, tokens)
+    shown = [f"{cols[k]} {row[k]:.2f}" for k in np.nonzero(row >= SHOWN)[0]]
+    return escape(" · ".join(shown))
+
+
+def _top(names, logits) -> str:
+    order = np.argsort(-logits, kind="stable")[:TOP]
+    return escape("  ".join(f"{token_label(names[k])} {logits[k]:+.2f}" for k in order))
+
+
+def _all_positions_table(run, l, stage, w, tokens) -> Table:
+    cols = _columns(run, stage, tokens)
+    table = Table(title=f"layer {l + 1}, {stage.label}: attention of every position", title_justify="left")
+    table.add_column("position")
+    for c in cols:
+        table.add_column(escape(c), justify="right")
+    for i, t in enumerate(tokens):
+        table.add_row(escape(f"{token_label(t)}@{i}"), *(f"{x:.2f}" if x >= SHOWN else "·" for x in w[i]))
+    return table
+
+
+def _final_logits(run: VariantRun, p: PromptRun) -> Table:
+    candidates = set(p.prompt.candidates or run.names)
+    table = Table(title="final logits at the last position", title_justify="left")
+    table.add_column("token")
+    table.add_column("logit", justify="right")
+    table.add_column("")
+    order = np.argsort(-p.logits, kind="stable")
+    top = max(float(np.abs(p.logits).max()), 1e-12)
+    for k in order:
+        name = run.names[k]
+        style = "bold" if name == p.prompt.expect else ("" if name in candidates else "dim")
+        bar = "█" * int(round(12 * max(p.logits[k], 0) / top))
+        mark = " ← expect" if name == p.prompt.expect else ("" if name in candidates else " (not a candidate)")
+        table.add_row(Text(token_label(name), style=style), f"{p.logits[k]:+.3f}", bar + mark)
+    return table

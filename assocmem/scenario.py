@@ -1,0 +1,349 @@
+"""Scenario and graph YAML -> frozen, validated dataclasses; every mistake is an InputError with file and line."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from assocmem import yamldoc
+from assocmem.errors import InputError, did_you_mean
+from assocmem.graph import Graph, concept_order, parse_concept, parse_relation
+from assocmem.layers import KINDS, POSITIONS, Layer, Stage
+
+SCENARIO_KEYS = ("name", "description", "graph", "relations", "concepts", "tokenizer", "model", "variants", "prompts")
+VARIANT_KEYS = ("description", "check") + ("dim", "seed", "temperature", "similarity", "dtype", "pipeline")
+GRAPH_KEYS = ("description", "relations", "concepts")
+MODEL_KEYS = ("dim", "seed", "temperature", "similarity", "dtype", "pipeline")
+PROMPT_KEYS = ("text", "expect", "candidates", "name")
+STAGE_OPTIONS = {
+    "assoc": ("repeat", "positions", "temperature"),
+    "mlp": ("repeat", "positions", "temperature"),
+    "context": ("repeat", "positions", "temperature", "values"),
+    "feedback": ("repeat", "positions", "sign", "norm"),
+}
+CHOICES = {"positions": POSITIONS, "values": ("stream", "tokens"), "sign": ("minus", "plus"), "norm": ("rms", "none")}
+TOKENIZERS = ("words", "chars")
+MAX_DIM = 1_000_000
+MAX_LAYERS = 10_000
+
+
+def default_pipeline() -> tuple[Layer, ...]:
+    """The default recipe: 10 error-feedback layers, then at the last position a context read whose keys are
+    the processed stream and whose values are the tokens' own vectors, then the associative memory.
+
+    The feedback layers make a cloze token (`ОНА ?`) most similar to the token that followed the earlier
+    occurrence of its predecessor (induction); the context read fetches that token's own vector, and the
+    associative memory maps it on (ВКУСНАЯ -> КАШУ).
+    """
+    feedback = tuple(Layer((Stage("feedback"),)) for _ in range(10))
+    readout = Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last")))
+    return feedback + (readout,)
+
+
+@dataclass(frozen=True)
+class Model:
+    dim: int = 1000              # d: random unit vectors of d = 1000 overlap by ~1/sqrt(d) = 0.03
+    seed: int = 0
+    temperature: float = 0.05    # softmax(cos / 0.05): a cosine of 1 beats noise of 0.03 by e^19
+    similarity: str = "cosine"   # cosine: scale-free, so RMSnorm gain and value sums do not change scores
+    dtype: str = "float64"
+    pipeline: tuple[Layer, ...] = field(default_factory=default_pipeline)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    tokens: tuple[str, ...]
+    expect: str | None = None
+    candidates: tuple[str, ...] | None = None  # None: the whole vocabulary competes
+    name: str | None = None
+    line: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or " ".join(self.tokens)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named model to run the prompts through.  `check` False: its expectations are shown, not enforced."""
+
+    name: str
+    model: Model
+    check: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    graph: Graph
+    variants: tuple[Variant, ...]   # the `model` alone, or each entry of `variants` laid over it
+    prompts: tuple[Prompt, ...]
+    tokenizer: str = "words"
+    description: str = ""
+
+    @property
+    def model(self) -> Model:
+        return self.variants[0].model
+
+    def vocabulary_names(self) -> list[str]:
+        names = self.graph.names()
+        for p in self.prompts:
+            names += list(p.tokens)
+        return list(dict.fromkeys(names))
+
+
+def load_graph(path: Path | str) -> Graph:
+    doc = yamldoc.load(path)
+    data = _mapping(doc, (), "a graph file")
+    _check_keys(doc, (), data, GRAPH_KEYS)
+    return _graph_from(doc, data)
+
+
+def load_scenario(path: Path | str, **overrides) -> Scenario:
+    """Load and validate a scenario; overrides (dim, seed, temperature, similarity, dtype) replace model values."""
+    doc = yamldoc.load(path)
+    data = _mapping(doc, (), "a scenario file")
+    _check_keys(doc, (), data, SCENARIO_KEYS)
+    graph = Graph()
+    if "graph" in data:
+        ref = _string(doc, ("graph",), data["graph"])
+        graph_path = (doc.path.parent / ref)
+        if not graph_path.exists():
+            raise doc.error(("graph",), f"graph file {ref!r} not found (resolved to {graph_path.resolve()})")
+        graph = load_graph(graph_path)
+    inline = _graph_from(doc, data)
+    graph = Graph(graph.relations + inline.relations, graph.concepts + inline.concepts)
+    concept_order(graph.concepts)  # a cycle or a double definition is an error now, not at run time
+    tokenizer = _choice(doc, ("tokenizer",), data.get("tokenizer", "words"), TOKENIZERS)
+    model = _model(doc, ("model",), data.get("model", {}), MODEL_KEYS)
+    variants = _variants(doc, data.get("variants"), model)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    variants = tuple(replace(v, model=replace(v.model, **overrides)) for v in variants)
+    for v in variants:
+        _check_model(doc, v.model)
+    prompts = _prompts(doc, data.get("prompts"), tokenizer)
+    name = _string(doc, ("name",), data["name"]) if "name" in data else doc.path.stem
+    description = _string(doc, ("description",), data["description"]) if data.get("description") else ""
+    scenario = Scenario(name, doc.path, graph, variants, prompts, tokenizer, description)
+    _check_tokens(doc, scenario)
+    return scenario
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _mapping(doc, where, what):
+    value = _get(doc.data, where)
+    if value is None and where == ():
+        raise doc.error(where, f"empty file, expected {what} (a mapping)")
+    if not isinstance(value, dict):
+        raise doc.error(where, f"expected a mapping for {what}, got {_kind(value)}")
+    return value
+
+
+def _get(data, where):
+    for k in where:
+        data = data[k]
+    return data
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _check_keys(doc, where, data, valid):
+    for key in data:
+        if key not in valid:
+            hint = did_you_mean(key, valid) or "valid keys: " + ", ".join(valid)
+            raise doc.error(where + (key,), f"unknown key {key!r}", hint)
+
+
+def _string(doc, where, value) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise doc.error(where, f"expected a string, got {_kind(value)}")
+    return doc.raw.get(where, str(value))
+
+
+def _choice(doc, where, value, choices) -> str:
+    text = _string(doc, where, value)
+    if text not in choices:
+        raise doc.error(where, f"{where[-1]} {text!r} is not one of {', '.join(choices)}", did_you_mean(text, choices))
+    return text
+
+
+def _number(doc, where, value, kind=float, positive=True):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise doc.error(where, f"{where[-1]} must be {'an integer' if kind is int else 'a number'}, got {doc.raw.get(where, value)!r}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise doc.error(where, f"{where[-1]} must be a positive number, got {value}")
+    return kind(value)
+
+
+def _graph_from(doc, data) -> Graph:
+    relations, concepts = [], []
+    for key, parse, out in (("relations", parse_relation, relations), ("concepts", parse_concept, concepts)):
+        items = data.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise doc.error((key,), f"{key} must be a list of lines like {'ОНА = МАША + КАШУ' if key == 'relations' else 'Апрель = 4 + Месяц'}, got {_kind(items)}")
+        for i, item in enumerate(items):
+            text = _string(doc, (key, i), item)
+            out.append(parse(text, doc.path, doc.line((key, i))))
+    return Graph(tuple(relations), tuple(concepts))
+
+
+def _model(doc, where, data, valid, base: Model | None = None) -> Model:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise doc.error(where, f"{where[-1]} must be a mapping, got {_kind(data)}")
+    _check_keys(doc, where, data, valid)
+    values = {}
+    for key, kind in (("dim", int), ("seed", int), ("temperature", float)):
+        if key in data:
+            values[key] = _number(doc, where + (key,), data[key], kind, positive=key != "seed")
+    if "similarity" in data:
+        values["similarity"] = _choice(doc, where + ("similarity",), data["similarity"], ("cosine", "dot"))
+    if "dtype" in data:
+        values["dtype"] = _choice(doc, where + ("dtype",), data["dtype"], ("float64", "float32"))
+    if "pipeline" in data:
+        values["pipeline"] = _pipeline(doc, where + ("pipeline",), data["pipeline"])
+    return replace(base, **values) if base else Model(**values)
+
+
+def _variants(doc, data, model: Model) -> tuple[Variant, ...]:
+    """`variants: {name: {model keys..., check, description}}`, each laid over `model`."""
+    if data is None:
+        return (Variant("model", model),)
+    if not isinstance(data, dict) or not data:
+        raise doc.error(("variants",), "variants must be a mapping of names to model settings",
+                        "e.g. variants: {plus: {pipeline: [...]}}")
+    out = []
+    for name, body in data.items():
+        where = ("variants", name)
+        body = body or {}
+        if not isinstance(body, dict):
+            raise doc.error(where, f"variant {name!r} must be a mapping, got {_kind(body)}")
+        check = body.get("check", True)
+        if not isinstance(check, bool):
+            raise doc.error(where + ("check",), f"check must be true or false, got {doc.raw.get(where + ('check',))!r}")
+        description = _string(doc, where + ("description",), body["description"]) if body.get("description") else ""
+        settings = {k: v for k, v in body.items() if k not in ("check", "description")}
+        _check_keys(doc, where, body, VARIANT_KEYS)
+        out.append(Variant(str(name), _model(doc, where, settings, VARIANT_KEYS, model), check, description))
+    return tuple(out)
+
+
+def _check_model(doc, model: Model):
+    """Checks that also cover command-line overrides."""
+    if not (0 < model.dim <= MAX_DIM):
+        raise InputError(f"dim must be between 1 and {MAX_DIM}, got {model.dim}", doc.path, doc.line(("model", "dim")))
+    if not (model.temperature > 0 and math.isfinite(model.temperature)):
+        raise InputError(f"temperature must be a positive number, got {model.temperature}", doc.path,
+                         doc.line(("model", "temperature")))
+    if model.seed < 0:
+        raise InputError(f"seed must be 0 or more, got {model.seed}", doc.path, doc.line(("model", "seed")))
+
+
+def _pipeline(doc, where, data) -> tuple[Layer, ...]:
+    """A list of entries: `kind`, `{kind: {options}}`, or `{layer: [stage, ...], repeat: n}`; `repeat` makes n layers."""
+    if not isinstance(data, list) or not data:
+        raise doc.error(where, "pipeline must be a non-empty list of layers", "e.g. [feedback, assoc] or - layer: [assoc, context, mlp]")
+    layers: list[Layer] = []
+    for i, entry in enumerate(data):
+        here = where + (i,)
+        if isinstance(entry, dict) and "layer" in entry:
+            _check_keys(doc, here, entry, ("layer", "repeat"))
+            repeat = _number(doc, here + ("repeat",), entry["repeat"], int) if "repeat" in entry else 1
+            items = entry["layer"]
+            if not isinstance(items, list) or not items:
+                raise doc.error(here + ("layer",), "layer must be a non-empty list of stages")
+            stages = []
+            for j, item in enumerate(items):
+                stage, rep = _stage(doc, here + ("layer", j), item)
+                if rep != 1:
+                    raise doc.error(here + ("layer", j), "repeat inside a layer is not allowed", "put repeat beside layer:")
+                stages.append(stage)
+            layers += [Layer(tuple(stages))] * repeat
+        else:
+            stage, repeat = _stage(doc, here, entry)
+            layers += [Layer((stage,))] * repeat
+        if len(layers) > MAX_LAYERS:
+            raise doc.error(here, f"more than {MAX_LAYERS} layers")
+    return tuple(layers)
+
+
+def _stage(doc, where, entry) -> tuple[Stage, int]:
+    if isinstance(entry, str):
+        kind, options = entry, {}
+    elif isinstance(entry, dict) and len(entry) == 1:
+        kind, options = next(iter(entry.items()))
+        options = options or {}
+        if not isinstance(options, dict):
+            raise doc.error(where, f"options of {kind!r} must be a mapping, got {_kind(options)}")
+    else:
+        raise doc.error(where, "a stage is a kind name or {kind: {options}}", "kinds: " + ", ".join(KINDS))
+    if kind not in KINDS:
+        raise doc.error(where, f"unknown layer kind {kind!r}", did_you_mean(kind, KINDS + ("layer",)) or "kinds: " + ", ".join(KINDS))
+    where_opts = where + (kind,)
+    _check_keys(doc, where_opts, options, STAGE_OPTIONS[kind])
+    values = {}
+    for key, value in options.items():
+        if key in CHOICES:
+            values[key] = _choice(doc, where_opts + (key,), value, CHOICES[key])
+        elif key == "temperature":
+            values[key] = _number(doc, where_opts + (key,), value, float)
+    repeat = _number(doc, where_opts + ("repeat",), options["repeat"], int) if "repeat" in options else 1
+    return Stage(kind, **values), repeat
+
+
+def tokenize(text: str, tokenizer: str) -> tuple[str, ...]:
+    return tuple(text) if tokenizer == "chars" else tuple(text.split())
+
+
+def _prompts(doc, data, tokenizer) -> tuple[Prompt, ...]:
+    if data is None:
+        raise doc.error((), "no prompts", "add prompts: with at least one {text: ...}")
+    if not isinstance(data, list) or not data:
+        raise doc.error(("prompts",), "prompts must be a non-empty list")
+    prompts = []
+    for i, item in enumerate(data):
+        here = ("prompts", i)
+        if not isinstance(item, dict):
+            item = {"text": item}
+            doc.raw.setdefault(here + ("text",), doc.raw.get(here))
+            doc.lines.setdefault(here + ("text",), doc.line(here))
+        _check_keys(doc, here, item, PROMPT_KEYS)
+        if "text" not in item:
+            raise doc.error(here, "prompt has no text")
+        text = _string(doc, here + ("text",), item["text"])
+        tokens = tokenize(text, tokenizer)
+        if not tokens:
+            raise doc.error(here + ("text",), "empty prompt")
+        expect = _string(doc, here + ("expect",), item["expect"]) if "expect" in item else None
+        candidates = None
+        if "candidates" in item:
+            raw = item["candidates"]
+            if not isinstance(raw, list) or not raw:
+                raise doc.error(here + ("candidates",), "candidates must be a non-empty list of tokens")
+            candidates = tuple(_string(doc, here + ("candidates", j), c) for j, c in enumerate(raw))
+            if expect is not None and expect not in candidates:
+                raise doc.error(here + ("expect",), f"expect {expect!r} is not among the candidates", "add it to candidates")
+        name = _string(doc, here + ("name",), item["name"]) if "name" in item else None
+        prompts.append(Prompt(text, tokens, expect, candidates, name, doc.line(here)))
+    return tuple(prompts)
+
+
+def _check_tokens(doc, scenario: Scenario):
+    vocab = scenario.vocabulary_names() + [c.name for c in scenario.graph.concepts]
+    for i, p in enumerate(scenario.prompts):
+        for key, names in (("expect", [p.expect] if p.expect else []), ("candidates", p.candidates or [])):
+            for j, n in enumerate(names):
+                if n not in vocab:
+                    where = ("prompts", i, key) + ((j,) if key == "candidates" else ())
+                    raise doc.error(where, f"{key} token {n!r} is not in the vocabulary",
+                                    did_you_mean(n, vocab) or "it must appear in a relation, a concept or a prompt")

@@ -1,0 +1,64 @@
+"""Hypervectors drawn from (seed, name) alone, concept sums, and the vocabulary that holds them."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from assocmem.graph import concept_order
+from assocmem.mem import unit
+
+
+def token_vector(name: str, seed: int, dim: int) -> np.ndarray:
+    """A random unit vector that depends only on (seed, name, dim): adding a token never moves another.
+
+    The name and seed are hashed (BLAKE2b) into the generator's seed, instead of drawing vectors
+    in the order tokens were met, as most libraries do.  Shapes: -> (dim,) float64.
+    """
+    digest = hashlib.blake2b(f"{seed}\x1f{name}".encode(), digest_size=16).digest()
+    v = np.random.default_rng(int.from_bytes(digest, "little")).standard_normal(dim)
+    return v / np.linalg.norm(v)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Names and their vectors, one codebook per seed.
+
+    `vectors` is read-only, shape (S, V, d): S seeds (one codebook each), V names, d dimensions.
+    A concept's row is the unit sum of its terms' rows; every other row is its token_vector.
+    """
+
+    names: tuple[str, ...]
+    seeds: tuple[int, ...]
+    vectors: np.ndarray
+
+    @classmethod
+    def build(cls, names, concepts, seeds, dim: int, dtype=np.float64) -> "Vocabulary":
+        ordered = concept_order(concepts)
+        all_names = list(dict.fromkeys(list(names) + [t.name for c in ordered for t in c.terms] + [c.name for c in ordered]))
+        index = {n: i for i, n in enumerate(all_names)}
+        composite = {c.name for c in ordered}
+        vectors = np.zeros((len(seeds), len(all_names), dim))
+        for s, seed in enumerate(seeds):
+            for n in all_names:
+                if n not in composite:
+                    vectors[s, index[n]] = token_vector(n, seed, dim)
+        for c in ordered:  # topological order: a concept's terms are ready before it
+            total = sum(t.weight * vectors[:, index[t.name]] for t in c.terms)
+            vectors[:, index[c.name]] = unit(total)
+        vectors = vectors.astype(dtype)
+        vectors.flags.writeable = False
+        return cls(tuple(all_names), tuple(seeds), vectors)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.names)}
+
+    def vector(self, name: str, seed_index: int = 0) -> np.ndarray:
+        return self.vectors[seed_index, self.names.index(name)]
+
+    def sum_of(self, terms) -> np.ndarray:
+        """sum of weight * vec(term) in every codebook.  Shapes: -> (S, d)."""
+        index = self.index
+        return sum(t.weight * self.vectors[:, index[t.name]] for t in terms)
