@@ -77,5 +77,73 @@ def run(
     raise typer.Exit(0 if result.passed else 1)
 
 
+def parse_list(text: str | None, kind, option: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{option} must be a comma-separated list of numbers, got {text!r}", hint="e.g. 256,1000,4096") from None
+    if not values or any(not (v > 0) for v in values):
+        raise InputError(f"{option} values must be positive, got {text!r}")
+    return values
+
+
+@app.command()
+def sweep(
+    scenario: Path = typer.Argument(..., help="A scenario YAML file."),
+    seeds: int = typer.Option(100, "--seeds", help="How many seeds (codebooks) to try."),
+    seed_start: int = typer.Option(0, "--seed-start", help="The first seed; seeds are seed_start .. seed_start+N-1."),
+    dims: Optional[str] = typer.Option(None, "--dims", help="Comma-separated dimensions (default: the scenario's)."),
+    temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
+    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB one batched pass may use; seeds are chunked to fit."),
+) -> None:
+    """How often each expectation holds across seeds, dimensions and temperatures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from assocmem.report import print_sweep
+    from assocmem.scenario import load_scenario
+    from assocmem.sweep import plan
+    from assocmem.sweep import sweep as run_sweep
+
+    try:
+        if seeds < 1 or seed_start < 0:
+            raise InputError(f"--seeds must be 1 or more and --seed-start 0 or more, got {seeds} and {seed_start}")
+        if not max_memory > 0:
+            raise InputError(f"--max-memory must be positive, got {max_memory}")
+        dim_list = parse_list(dims, int, "--dims")
+        temp_list = parse_list(temperatures, float, "--temperatures")
+        sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None)
+        total = len(plan(sc, dim_list, temp_list)) * seeds
+        err_console = Console(stderr=True)
+        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("seed-cells"),
+                      TimeRemainingColumn(), console=err_console, transient=True) as progress:
+            task = progress.add_task("sweep", total=total)
+            result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
+                               int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n))
+        files = []
+        if plot is not None:
+            from assocmem.plots import plot_sweep
+            files = plot_sweep(result, plot)
+    except (InputError, NumericalError) as err:
+        fail(err)
+    except OSError as err:
+        fail(InputError(f"cannot write: {err.strerror}", err.filename))
+    if not result.complete:
+        print("assocmem: interrupted; reporting the seeds finished so far", file=sys.stderr)
+    if as_json:
+        out = result.to_dict()
+        out["plots"] = [str(f) for f in files]
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        con = console()
+        print_sweep(result, con)
+        for f in files:
+            con.print(f"wrote {f}")
+    raise typer.Exit(0 if result.complete else 130)
+
+
 if __name__ == "__main__":
     app()

@@ -29,6 +29,7 @@ class Stage:
     values: str = "stream"        # context: values are the stream rows, or the tokens' own vectors
     sign: str = "minus"           # feedback: x_i - mean(X[:i]) (error feedback) or x_i + mean (averaging)
     norm: str = "rms"             # feedback: RMSnorm after the update, or none
+    window: int | None = None     # feedback: mean over the last `window` rows instead of all of X[:i]
 
     @property
     def label(self) -> str:
@@ -39,6 +40,8 @@ class Stage:
             opts.append("x-mean" if self.sign == "minus" else "x+mean")
             if self.norm == "none":
                 opts.append("no norm")
+            if self.window:
+                opts.append(f"window={self.window}")
         if self.positions != "all":
             opts.append(self.positions.replace("_", " "))
         if self.temperature is not None:
@@ -130,8 +133,9 @@ def context_last(X, tokens, lengths, temperature, sim, values="stream", xp=np, r
     return weights
 
 
-def feedback_scan(X, select, sign="minus", norm="rms", xp=np):
+def feedback_scan(X, select, sign="minus", norm="rms", window=None, xp=np):
     """x_i = RMSnorm(x_i -/+ mean(X[:i])) for i = 1.. in order; position 0 has no past and stays.
+    With a window w the mean is over X[i-w:i], so the previous token weighs 1/w however long the past.
 
     The running sum of the already-updated rows is carried along, so each step costs O(d), not O(i d).
     Shapes: X (S, P, T, d) updated in place; select (P, T).
@@ -141,7 +145,9 @@ def feedback_scan(X, select, sign="minus", norm="rms", xp=np):
     s = -1.0 if sign == "minus" else 1.0
     for i in range(1, T):
         total += X[:, :, i - 1]
-        new = X[:, :, i] + (s / i) * total
+        if window and i > window:
+            total -= X[:, :, i - 1 - window]
+        new = X[:, :, i] + (s / min(i, window or i)) * total
         if norm == "rms":
             new = rms_norm(new, xp)
         X[:, :, i] = xp.where(select[None, :, i, None], new, X[:, :, i])
@@ -161,6 +167,6 @@ def apply_stage(stage: Stage, X, tokens, lengths, keys, values, temperature, sim
             return context_last(X, tokens, lengths, temperature, sim, stage.values, xp, record)
         return context_scan(X, tokens, select, lengths, temperature, sim, stage.values, xp, record)
     if stage.kind == "feedback":
-        feedback_scan(X, select, stage.sign, stage.norm, xp)
+        feedback_scan(X, select, stage.sign, stage.norm, stage.window, xp)
         return None
     raise ValueError(f"unknown layer kind {stage.kind!r}")

@@ -74,3 +74,39 @@ def plot_variant(run: VariantRun, out: Path) -> list[Path]:
 
 def plot_result(result: Result, out: Path) -> list[Path]:
     return [f for run in result.variants for f in plot_variant(run, Path(out))]
+
+
+def plot_sweep(result, out: Path) -> list[Path]:
+    """Per variant: accuracy over dim x temperature; per prompt: a histogram of margins."""
+    out = Path(out)
+    files = []
+    name = slug(result.scenario.name)
+    for variant in dict.fromkeys(c.variant for c in result.cells):
+        cells = [c for c in result.cells if c.variant == variant and c.margins is not None]
+        dims = sorted({c.dim for c in cells})
+        temps = sorted({c.temperature for c in cells})
+        grid = np.full((len(dims), len(temps)), np.nan)
+        for c in cells:
+            grid[dims.index(c.dim), temps.index(c.temperature)] = c.accuracy()
+        fig = heatmap(grid, [str(d) for d in dims], [f"{t:g}" for t in temps],
+                      f"{name} / {variant}: accuracy over {len(cells[0].seeds)} seeds", cbar="accuracy", vmin=0, vmax=1)
+        ax = fig.axes[0]
+        ax.set_xlabel("temperature")
+        ax.set_ylabel("dim")
+        for (i, k), v in np.ndenumerate(grid):
+            ax.text(k, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k")
+        files.append(save(fig, out / f"{name}-{slug(variant)}-accuracy.png"))
+    for j, p in enumerate(result.scenario.prompts):
+        if p.expect is None:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for c in result.cells:
+            if c.margins is not None:
+                ax.hist(c.margins[:, j], bins=30, alpha=0.5, label=f"{c.variant} d={c.dim} T={c.temperature:g}")
+        ax.axvline(0, color="k", lw=1)
+        ax.set_xlabel("margin (expected logit - best other candidate)")
+        ax.set_ylabel("seeds")
+        ax.set_title(f"{name} prompt {j + 1}: {p.label}", fontsize=9)
+        ax.legend(fontsize=6)
+        files.append(save(fig, out / f"{name}-p{j + 1}-margins.png"))
+    return files

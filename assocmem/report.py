@@ -120,3 +120,39 @@ def _final_logits(run: VariantRun, p: PromptRun) -> Table:
         mark = " ← expect" if name == p.prompt.expect else ("" if name in candidates else " (not a candidate)")
         table.add_row(Text(token_label(name), style=style), f"{p.logits[k]:+.3f}", bar + mark)
     return table
+
+
+def print_sweep(result, console: Console) -> None:
+    """Accuracy per (variant, dim, temperature) cell, then per prompt."""
+    from assocmem.sweep import SweepResult  # noqa: F401  (type only)
+
+    prompts = result.scenario.prompts
+    n = len(result.cells[0].seeds) if result.cells else 0
+    table = Table(title=f"{result.scenario.name}: share of (seed, prompt) pairs whose expectation holds, "
+                        f"{n} seeds" + ("" if result.complete else " (interrupted: partial)"), title_justify="left")
+    for col, just in (("variant", "left"), ("dim", "right"), ("T", "right"), ("accuracy", "right"),
+                      ("mean margin", "right"), ("worst margin", "right"), ("fails most", "left")):
+        table.add_column(col, justify=just)
+    for c in result.cells:
+        if c.margins is None:
+            continue
+        fails = (c.margins <= 0).sum(axis=0)
+        worst = int(np.argmax(fails))
+        most = f"{escape(prompts[worst].label)} ({fails[worst]}/{len(c.seeds)})" if fails[worst] else "—"
+        acc = c.accuracy()
+        style = "green" if acc >= 0.99 else ("yellow" if acc >= 0.9 else "red")
+        table.add_row(escape(c.variant) + ("" if c.check else " (unchecked)"), str(c.dim), f"{c.temperature:g}",
+                      Text(f"{acc:.3f}", style=style), f"{np.nanmean(c.margins):+.3f}", f"{np.nanmin(c.margins):+.3f}", most)
+    console.print(table)
+    per = Table(title="per prompt", title_justify="left")
+    for col in ("prompt", "variant", "dim", "T", "accuracy", "mean margin", "worst margin"):
+        per.add_column(col, justify="left" if col in ("prompt", "variant") else "right")
+    for j, p in enumerate(prompts):
+        if p.expect is None:
+            continue
+        for c in result.cells:
+            if c.margins is not None:
+                per.add_row(escape(p.label), escape(c.variant), str(c.dim), f"{c.temperature:g}",
+                            f"{c.accuracy(j):.3f}", f"{np.nanmean(c.margins[:, j]):+.3f}", f"{np.nanmin(c.margins[:, j]):+.3f}")
+    console.print(per)
+    console.print(f"accuracy over every checked cell: {result.accuracy:.4f}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ STAGE_OPTIONS = {
     "assoc": ("repeat", "positions", "temperature"),
     "mlp": ("repeat", "positions", "temperature"),
     "context": ("repeat", "positions", "temperature", "values"),
-    "feedback": ("repeat", "positions", "sign", "norm"),
+    "feedback": ("repeat", "positions", "sign", "norm", "window"),
 }
 CHOICES = {"positions": POSITIONS, "values": ("stream", "tokens"), "sign": ("minus", "plus"), "norm": ("rms", "none")}
 TOKENIZERS = ("words", "chars")
@@ -110,7 +111,7 @@ def load_scenario(path: Path | str, **overrides) -> Scenario:
     graph = Graph()
     if "graph" in data:
         ref = _string(doc, ("graph",), data["graph"])
-        graph_path = (doc.path.parent / ref)
+        graph_path = Path(os.path.normpath(doc.path.parent / ref))
         if not graph_path.exists():
             raise doc.error(("graph",), f"graph file {ref!r} not found (resolved to {graph_path.resolve()})")
         graph = load_graph(graph_path)
@@ -297,6 +298,8 @@ def _stage(doc, where, entry) -> tuple[Stage, int]:
             values[key] = _choice(doc, where_opts + (key,), value, CHOICES[key])
         elif key == "temperature":
             values[key] = _number(doc, where_opts + (key,), value, float)
+        elif key == "window":
+            values[key] = _number(doc, where_opts + (key,), value, int)
     repeat = _number(doc, where_opts + ("repeat",), options["repeat"], int) if "repeat" in options else 1
     return Stage(kind, **values), repeat
 

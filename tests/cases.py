@@ -1,0 +1,44 @@
+"""Bad scenario files kept as data: (id, file text, what the error must say, the line it must name)."""
+
+GOOD_PROMPTS = "prompts:\n  - text: a b\n"
+
+BAD_SCENARIOS = [
+    ("yaml-syntax", "name: x\nprompts: [a, b\n", "YAML syntax error", 3),
+    ("relation-wrong-operator", "relations:\n  - ОНА = МАША\n  - ОНА == МАША\n" + GOOD_PROMPTS, "wrong operator '=='", 3),
+    ("relation-no-key", "relations:\n  - = МАША\n" + GOOD_PROMPTS, "missing key", 2),
+    ("relation-no-value", "relations:\n  - ОНА =\n" + GOOD_PROMPTS, "missing value", 2),
+    ("relation-not-a-list", "relations: ОНА = МАША\n" + GOOD_PROMPTS, "relations must be a list", 1),
+    ("unknown-key", "name: x\npromts:\n  - a\n", "unknown key 'promts'", 2),
+    ("unknown-model-key", "model:\n  dimm: 10\n" + GOOD_PROMPTS, "did you mean 'dim'", 2),
+    ("unknown-kind", "model:\n  pipeline: [feedbak]\n" + GOOD_PROMPTS, "did you mean 'feedback'", 2),
+    ("unknown-stage-option", "model:\n  pipeline:\n    - context: {value: tokens}\n" + GOOD_PROMPTS, "did you mean 'values'", 3),
+    ("bad-choice", "model:\n  pipeline:\n    - feedback: {sign: minsu}\n" + GOOD_PROMPTS, "did you mean 'minus'", 3),
+    ("expect-not-in-vocab", "prompts:\n  - text: МАША ЕСТ КАШУ\n    expect: КАША\n", "'КАШУ'?)", 3),
+    ("candidate-not-in-vocab", "prompts:\n  - text: a b\n    expect: a\n    candidates: [a, bb]\n", "'bb' is not in the vocabulary", 4),
+    ("expect-not-a-candidate", "prompts:\n  - text: a b\n    expect: a\n    candidates: [b]\n", "not among the candidates", 3),
+    ("concept-cycle", "concepts:\n  - A = B + x\n  - B = A + y\n" + GOOD_PROMPTS, "concept cycle", 3),
+    ("concept-twice", "concepts:\n  - A = x\n  - A = y\n" + GOOD_PROMPTS, "defined twice", 3),
+    ("missing-graph", "graph: nowhere.yaml\n" + GOOD_PROMPTS, "resolved to", 1),
+    ("no-prompts", "name: x\n", "no prompts", 1),
+    ("empty-prompt-list", "prompts: []\n", "non-empty list", 1),
+    ("empty-prompt", "prompts:\n  - text: '   '\n", "empty prompt", 2),
+    ("prompt-without-text", "prompts:\n  - expect: a\n", "prompt has no text", 2),
+    ("zero-temperature", "model:\n  temperature: 0\n" + GOOD_PROMPTS, "positive", 2),
+    ("negative-dim", "model:\n  dim: -5\n" + GOOD_PROMPTS, "positive", 2),
+    ("dim-not-integer", "model:\n  dim: 10.5\n" + GOOD_PROMPTS, "an integer", 2),
+    ("dim-too-large", "model:\n  dim: 100000000\n" + GOOD_PROMPTS, "dim must be between", 2),
+    ("temperature-nan", "model:\n  temperature: .nan\n" + GOOD_PROMPTS, "positive number", 2),
+    ("top-level-list", "- a\n- b\n", "expected a mapping", 1),
+    ("top-level-scalar", "hello\n", "expected a mapping", 1),
+    ("empty-file", "", "empty file", None),
+    ("python-tag", "name: !!python/object/apply:os.system ['echo hi']\n" + GOOD_PROMPTS, "not allowed", 1),
+    ("duplicate-key", "name: a\nname: b\n" + GOOD_PROMPTS, "duplicate key", 2),
+    ("bad-tokenizer", "tokenizer: letters\n" + GOOD_PROMPTS, "not one of words, chars", 1),
+    ("variant-bad-check", "variants:\n  a:\n    check: maybe\n" + GOOD_PROMPTS, "check must be true or false", 3),
+    ("pipeline-empty", "model:\n  pipeline: []\n" + GOOD_PROMPTS, "non-empty list of layers", 2),
+    ("repeat-zero", "model:\n  pipeline:\n    - feedback: {repeat: 0}\n" + GOOD_PROMPTS, "positive", 3),
+]
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+) + "prompts: [a]\n"

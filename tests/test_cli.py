@@ -1,0 +1,103 @@
+"""The real command in a subprocess: exit codes, tables, JSON, PNG files."""
+import json
+import struct
+
+import pytest
+
+from cases import BAD_SCENARIOS
+from conftest import ROOT, cli, write
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[-8:-4] == b"IEND", f"{path} is truncated"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_run_pronoun_prints_tables_and_passes():
+    r = cli("run", "scenarios/pronoun.yaml")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for text in ("prompt 1: 0:МАША", "last position, layer by layer", "context(values=tokens, last)",
+                 "ВКУСНАЯ = КАШУ [graphs/pronoun.yaml:4]", "final logits at the last position",
+                 "PASS  expect КАШУ: winner КАШУ", "PASS  expect МАША: winner МАША"):
+        assert text in out, text
+    assert "FAIL" not in out
+
+
+def test_run_json_is_the_whole_trace():
+    r = cli("run", "scenarios/pronoun.yaml", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    v = data["variants"][0]
+    assert data["passed"] is True and v["model"]["dim"] == 1000
+    p = v["prompts"][0]
+    assert p["winner"] == "КАШУ" and p["margin"] > 0
+    assert len(p["layers"]) == 11
+    readout = p["layers"][-1]["stages"]
+    assert readout[1]["columns"][1] == "ВКУСНАЯ = КАШУ"
+    assert abs(sum(readout[1]["attention"][-1]) - 1) < 1e-9
+    assert v["memory"][1]["source"].endswith("graphs/pronoun.yaml:4")
+
+
+def test_run_induction_writes_heatmaps(tmp_path):
+    r = cli("run", "scenarios/induction.yaml", "--plot", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "out").glob("*.png"))
+    assert len(files) == 9 and not list((tmp_path / "out").glob("*.part"))
+    for f in files:
+        assert f"wrote {f}" in r.stdout
+        w, h = png_size(f)
+        assert 200 < w < 4000 and 200 < h < 4000
+    w, h = png_size(tmp_path / "out/induction-minus_rmsnorm-p1-lens.png")
+    assert h > 300  # 17 rows of layers
+
+
+def test_all_positions_prints_every_position():
+    r = cli("run", "scenarios/pronoun_seed.yaml", "--all-positions", "--seed", "1")
+    assert r.returncode in (0, 1), r.stderr
+    assert "attention of every position" in r.stdout and "ВКУСНАЯ@6" in r.stdout
+
+
+def test_failing_expectation_exits_1(tmp_path):
+    path = write(tmp_path, "s.yaml", "tokenizer: chars\nmodel:\n  pipeline: [{feedback: {sign: plus, norm: none}}, "
+                                     "{context: {positions: last, values: tokens}}]\nprompts:\n  - {text: ' ABCD ABCDABCE', expect: D}\n")
+    r = cli("run", path)
+    assert r.returncode == 1 and "FAIL  expect D" in r.stdout
+
+
+@pytest.mark.parametrize("case, text, message, line", BAD_SCENARIOS[::3], ids=[c[0] for c in BAD_SCENARIOS[::3]])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case, text, message, line):
+    path = write(tmp_path, "s.yaml", text)
+    r = cli("run", path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nowhere.yaml"], "file not found"),
+    (["run", "scenarios"], "is a directory"),
+    (["run", "scenarios/pronoun.yaml", "--temperature", "0"], "temperature must be a positive number"),
+    (["run", "scenarios/pronoun.yaml", "--dim", "0"], "dim must be between"),
+    (["run", "scenarios/pronoun.yaml", "--dtype", "float16"], "--dtype"),
+    (["sweep", "scenarios/pronoun.yaml", "--seeds", "0"], "--seeds"),
+    (["sweep", "scenarios/pronoun.yaml", "--dims", "10,abc"], "comma-separated"),
+])
+def test_bad_arguments_exit_2(args, message):
+    r = cli(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_debug_shows_the_traceback():
+    r = cli("--debug", "run", "nowhere.yaml")
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_same_seed_gives_identical_output():
+    a, b = cli("run", "scenarios/pronoun.yaml", "--json"), cli("run", "scenarios/pronoun.yaml", "--json")
+    assert a.stdout == b.stdout
+    c = cli("run", "scenarios/pronoun.yaml", "--json", "--seed", "1")
+    assert c.stdout != a.stdout

@@ -1,0 +1,120 @@
+"""Each layer kind on hand-computed d = 4 cases, then the batched engine against the float64 loop oracle."""
+import math
+
+import numpy as np
+import pytest
+
+import oracle
+from assocmem.engine import run_pipeline
+from assocmem.layers import Layer, Stage, apply_stage
+
+e = np.eye(4)
+
+
+def one(stage, rows, keys=np.zeros((0, 4)), values=np.zeros((0, 4)), temperature=1.0, sim="cosine", xp=np):
+    X = xp.asarray(np.array(rows, dtype=np.float64)[None, None])
+    lengths = xp.asarray(np.array([len(rows)]))
+    apply_stage(stage, X, X.copy(), lengths, xp.asarray(keys[None]), xp.asarray(values[None]), temperature, sim, xp)
+    return np.asarray(X.get() if hasattr(X, "get") else X)[0, 0]
+
+
+w = math.e / (math.e + 1)  # softmax over cosines [1, 0] at temperature 1
+
+
+def test_assoc_adds_the_read_at_every_position():
+    X = one(Stage("assoc"), [e[0], e[2]], keys=e[[0, 2]], values=e[[1, 3]])
+    np.testing.assert_allclose(X[0], e[0] + w * e[1] + (1 - w) * e[3])
+    np.testing.assert_allclose(X[1], e[2] + (1 - w) * e[1] + w * e[3])
+
+
+def test_mlp_swaps_keys_and_values():
+    X = one(Stage("mlp"), [e[1]], keys=e[[0, 2]], values=e[[1, 3]])
+    np.testing.assert_allclose(X[0], e[1] + w * e[0] + (1 - w) * e[2])
+
+
+def test_assoc_last_position_only():
+    X = one(Stage("assoc", positions="last"), [e[0], e[0]], keys=e[[0]], values=e[[1]])
+    np.testing.assert_allclose(X, [e[0], e[0] + e[1]])
+
+
+def test_context_is_in_place_position_1_is_seen_updated_by_position_2():
+    X = one(Stage("context"), [e[0], e[1], e[0]])
+    np.testing.assert_allclose(X[0], e[0])               # no past: unchanged
+    np.testing.assert_allclose(X[1], e[1] + e[0])        # one key, weight 1
+    w2 = np.exp([1.0, 1 / math.sqrt(2)])                 # cos(e0, e0), cos(e0, e0 + e1)
+    w2 /= w2.sum()
+    np.testing.assert_allclose(X[2], e[0] + w2[0] * e[0] + w2[1] * (e[0] + e[1]))
+
+
+def test_context_with_token_values_reads_the_original_vectors():
+    X = one(Stage("context", values="tokens"), [e[0], e[1], e[0]])
+    w2 = np.exp([1.0, 1 / math.sqrt(2)])
+    w2 /= w2.sum()
+    np.testing.assert_allclose(X[2], e[0] + w2[0] * e[0] + w2[1] * e[1])
+
+
+def test_feedback_minus_without_norm():
+    X = one(Stage("feedback", norm="none"), [e[0], e[1], e[2]])
+    np.testing.assert_allclose(X, [e[0], e[1] - e[0], e[2] - e[1] / 2])
+
+
+def test_feedback_plus_without_norm():
+    X = one(Stage("feedback", sign="plus", norm="none"), [e[0], e[1], e[2]])
+    np.testing.assert_allclose(X, [e[0], e[1] + e[0], e[2] + (e[0] + e[1] + e[0]) / 2])
+
+
+def test_feedback_minus_rmsnorm_gives_unit_rows():
+    X = one(Stage("feedback"), [e[0], e[1], e[2]])
+    x1 = (e[1] - e[0]) / math.sqrt(2)
+    x2 = e[2] - (e[0] + x1) / 2
+    np.testing.assert_allclose(X, [e[0], x1, x2 / np.linalg.norm(x2)])
+
+
+def test_rmsnorm_keeps_a_zero_row_finite():
+    X = one(Stage("feedback"), [e[0], e[0]])  # e0 - mean(e0) = 0
+    assert np.isfinite(X).all() and not X[1].any()
+
+
+KIND_MIX = [
+    (Layer((Stage("feedback"),)), Layer((Stage("context"), Stage("assoc"), Stage("mlp")))),
+    (Layer((Stage("assoc", positions="before_last"), Stage("context", positions="before_last"))),
+     Layer((Stage("context", positions="last", values="tokens"), Stage("mlp", positions="last")))),
+    (Layer((Stage("feedback", sign="plus", norm="none"), Stage("context", values="tokens", temperature=0.3))),
+     Layer((Stage("feedback", norm="none"), Stage("assoc", temperature=0.07)))),
+]
+
+
+@pytest.mark.parametrize("pipeline", KIND_MIX)
+@pytest.mark.parametrize("sim", ["cosine", "dot"])
+def test_engine_matches_oracle_on_random_ragged_batches(pipeline, sim, xp):
+    rng = np.random.default_rng(7)
+    S, P, T, d, M = 2, 4, 7, 16, 5
+    lengths = np.array([7, 3, 1, 5])
+    tokens = rng.normal(size=(S, P, T, d)) / math.sqrt(d)
+    tokens[:, np.arange(T)[None, :] >= lengths[:, None]] = 0
+    keys, values = rng.normal(size=(S, M, d)) / 4, rng.normal(size=(S, M, d)) / 4
+    vocab = rng.normal(size=(S, 6, d))
+    trace = run_pipeline(xp.asarray(tokens), xp.asarray(lengths), xp.asarray(keys), xp.asarray(values),
+                         xp.asarray(vocab), pipeline, 0.2, sim, xp=xp, record=True)
+    stream = trace.stream.get() if hasattr(trace.stream, "get") else trace.stream
+    for s in range(S):
+        for p in range(P):
+            L = lengths[p]
+            want = oracle.run_prompt(tokens[s, p, :L], keys[s], values[s], pipeline, 0.2, sim)
+            np.testing.assert_allclose(stream[s, p, :L], want, rtol=1e-9, atol=1e-12)
+            logits = [oracle.sim(want[-1], v, sim) for v in vocab[s]]
+            got = trace.logits.get() if hasattr(trace.logits, "get") else trace.logits
+            np.testing.assert_allclose(got[s, p], logits, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_stays_within_tolerance_of_float64():
+    rng = np.random.default_rng(3)
+    tokens = rng.normal(size=(1, 3, 9, 256)) / 16
+    lengths = np.array([9, 6, 4])
+    keys, values, vocab = rng.normal(size=(3, 1, 5, 256)) / 16
+    pipeline = KIND_MIX[0] * 3
+    t64 = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine")
+    t32 = run_pipeline(*(a.astype(np.float32) for a in (tokens,)), lengths, keys.astype(np.float32),
+                       values.astype(np.float32), vocab.astype(np.float32), pipeline, 0.1, "cosine")
+    # float32 has 24 bits; 9 layers of reads and norms lose a few more: 1e-4 absolute on cosines in [-1, 1].
+    np.testing.assert_allclose(t32.logits, t64.logits, atol=1e-4)

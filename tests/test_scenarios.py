@@ -1,0 +1,53 @@
+"""The shipped scenarios, and scenarios written by someone else in the file contract, with no model section."""
+import numpy as np
+import pytest
+
+from assocmem.result import run
+from assocmem.scenario import load_scenario
+from assocmem.sweep import sweep
+from conftest import ROOT, write
+
+SHIPPED = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenario_runs_and_checked_expectations_hold(name):
+    result = run(ROOT / "scenarios" / name)
+    if name != "pronoun_seed.yaml":  # a reproduction; it promises no expectation
+        assert result.passed
+
+
+# Written from the contract alone: other sentences, their own small graph, no model section.
+OTHER_PRONOUNS = """
+name: other pronouns
+relations:
+  - ОН = ПЁС + МЯЧ
+  - ВЕСЁЛЫЙ = ПЁС
+  - КРУГЛЫЙ = МЯЧ
+  - ПЁС = ЛОВИТ
+prompts:
+  - text: ПЁС ЛОВИТ МЯЧ ПОТОМУ ЧТО ОН ВЕСЁЛЫЙ ОН ?
+    expect: ПЁС
+    candidates: [ПЁС, МЯЧ]
+  - text: ПЁС ЛОВИТ МЯЧ ПОТОМУ ЧТО ОН КРУГЛЫЙ ОН ?
+    expect: МЯЧ
+    candidates: [ПЁС, МЯЧ]
+  - text: КОТ ВИДИТ ПТИЦУ И ОНА КРАСИВАЯ ОНА ?
+    expect: КРАСИВАЯ
+    candidates: [КОТ, ПТИЦУ, КРАСИВАЯ]
+"""
+OTHER_COPIES = """
+name: other copies
+tokenizer: chars
+prompts:
+  - {text: "XYZW XYZQ", expect: W}
+  - {text: "hello world hellq", expect: o}
+  - {text: "1234 5678 1234 567?", expect: "8"}
+"""
+
+
+@pytest.mark.parametrize("text", [OTHER_PRONOUNS, OTHER_COPIES], ids=["pronouns", "copies"])
+def test_someone_elses_scenario_passes_with_the_default_recipe_on_most_seeds(tmp_path, text):
+    sc = load_scenario(write(tmp_path, "s.yaml", text))
+    result = sweep(sc, range(50))
+    assert result.accuracy >= 0.95, result.to_dict()["cells"][0]["prompts"]
