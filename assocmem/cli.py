@@ -44,6 +44,7 @@ def run(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float64 (default) or float32."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
+    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB the run may use; refused up front if over."),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
     from assocmem.report import print_result
@@ -53,8 +54,10 @@ def run(
     try:
         if dtype is not None and dtype not in ("float32", "float64"):
             raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
+        if not max_memory > 0:
+            raise InputError(f"--max-memory must be positive, got {max_memory}")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype)
-        result = run_scenario(sc)
+        result = run_scenario(sc, max_memory=int(max_memory * 2**30))
         files = []
         if plot is not None:
             from assocmem.plots import plot_result

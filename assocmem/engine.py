@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assocmem.compile import Memory, compile_memory
+from assocmem.errors import InputError
 from assocmem.layers import Layer, apply_stage
 from assocmem.mem import similarity
 from assocmem.scenario import Model, Scenario
@@ -55,24 +56,31 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
         return similarity(X[:, p, last][:, :, None], X, sim, xp)[:, :, 0]  # (S, P, T)
 
     attention, lens_logits, lens_sim = [], [readout()] if record else [], [lens_row()] if record else []
-    for l, layer in enumerate(pipeline):
-        weights = []
-        for stage in layer.stages:
-            w = apply_stage(stage, X, tokens, lengths, memory_keys, memory_values, temperature, sim, xp, record)
-            if not bool(xp.isfinite(X).all()):
-                raise NumericalError(f"the stream stopped being finite in layer {l + 1}, stage {stage.label} "
-                                     f"(temperature {stage.temperature or temperature:g}, similarity {sim})")
-            weights.append(w)
-        if record:
-            attention.append(weights)
-            lens_logits.append(readout())
-            lens_sim.append(lens_row())
-    logits = readout()
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below and named, not warned about
+        for l, layer in enumerate(pipeline):
+            _run_layer(l, layer, X, tokens, lengths, memory_keys, memory_values, temperature, sim, xp, record,
+                       attention)
+            if record:
+                lens_logits.append(readout())
+                lens_sim.append(lens_row())
+        logits = readout()
     if not bool(xp.isfinite(logits).all()):
         raise NumericalError("the final logits are not finite")
     if not record:
         return Trace([], None, None, logits, None)
     return Trace(attention, xp.stack(lens_logits, axis=2), xp.stack(lens_sim, axis=2), logits, X)
+
+
+def _run_layer(l, layer, X, tokens, lengths, memory_keys, memory_values, temperature, sim, xp, record, attention):
+    weights = []
+    for stage in layer.stages:
+        w = apply_stage(stage, X, tokens, lengths, memory_keys, memory_values, temperature, sim, xp, record)
+        if not bool(xp.isfinite(X).all()):
+            raise NumericalError(f"the stream stopped being finite in layer {l + 1}, stage {stage.label} "
+                                 f"(temperature {stage.temperature or temperature:g}, similarity {sim})")
+        weights.append(w)
+    if record:
+        attention.append(weights)
 
 
 @dataclass
@@ -108,6 +116,35 @@ def expectation_margins(logits, prompts, vocab: Vocabulary):
         best_other = others.max(axis=1) if others.shape[1] else np.full(S, -np.inf)
         margins[:, j] = scores[:, e] - best_other
     return margins, winners
+
+
+DEFAULT_MAX_MEMORY = 2 * 2**30  # bytes one batched pass may use, unless --max-memory says otherwise
+# The stream, the token rows, the scan's normalised keys and one temporary: four copies of (S, P, T, d).
+STREAM_COPIES = 4
+
+
+def estimate_bytes(scenario: Scenario, model: Model, seeds: int, record: bool) -> int:
+    """What one pass over `seeds` codebooks needs: the stream copies, the scores, and when recording, every
+    stage's attention (P x T x T for context, P x T x M for assoc/mlp) and the logit lens."""
+    P = len(scenario.prompts)
+    T = max(len(p.tokens) for p in scenario.prompts)
+    M = len(scenario.graph.relations)
+    V = len(scenario.vocabulary_names()) + len(scenario.graph.concepts)
+    item = np.dtype(model.dtype).itemsize
+    per_seed = STREAM_COPIES * P * T * model.dim + P * T * max(T, M) + (V + M) * model.dim * 2
+    if record:
+        stages = [s for layer in model.pipeline for s in layer.stages]
+        per_seed += sum(P * T * (T if s.kind == "context" else M) for s in stages if s.kind != "feedback")
+        per_seed += len(model.pipeline) * P * (V + T)
+    return seeds * per_seed * item
+
+
+def check_budget(scenario: Scenario, model: Model, seeds: int, record: bool, max_memory: int) -> None:
+    need = estimate_bytes(scenario, model, seeds, record)
+    if need > max_memory:
+        raise InputError(f"this run would need about {need / 2**30:.2f} GiB, over the budget of "
+                         f"{max_memory / 2**30:.2f} GiB", scenario.path,
+                         hint="lower dim, shorten the prompts, or raise --max-memory")
 
 
 @dataclass

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assocmem.engine import Batch, Expectation, Trace, embed, expectation_margins, prepare, run_pipeline
+from assocmem.engine import (DEFAULT_MAX_MEMORY, Batch, Expectation, Trace, check_budget, embed,
+                             expectation_margins, prepare, run_pipeline)
 from assocmem.scenario import Prompt, Scenario, Variant, load_scenario
 
 
@@ -99,8 +100,9 @@ def _prompt_weights(stage, weights, j: int, T: int):
     return weights[0, j, :T, :T] if stage.kind == "context" else weights[0, j, :T]
 
 
-def run_variant(scenario: Scenario, variant: Variant, xp=np) -> VariantRun:
+def run_variant(scenario: Scenario, variant: Variant, xp=np, max_memory: int = DEFAULT_MAX_MEMORY) -> VariantRun:
     model = variant.model
+    check_budget(scenario, model, 1, True, max_memory)
     batch: Batch = prepare(scenario, model)
     tokens = embed(batch.token_ids, batch.lengths, batch.vocab.vectors)
     trace: Trace = run_pipeline(tokens, batch.lengths, batch.memory.keys, batch.memory.values, batch.vocab.vectors,
@@ -119,7 +121,7 @@ def run_variant(scenario: Scenario, variant: Variant, xp=np) -> VariantRun:
     return VariantRun(scenario, variant, batch.vocab.names, batch.memory.rows, prompts)
 
 
-def run(scenario: Scenario | str, xp=np, **overrides) -> Result:
+def run(scenario: Scenario | str, xp=np, max_memory: int = DEFAULT_MAX_MEMORY, **overrides) -> Result:
     """Run every variant of a scenario.  `scenario` may be a path; overrides: dim, seed, temperature, ...
 
     >>> result = run("scenarios/pronoun.yaml")          # doctest: +SKIP
@@ -128,4 +130,6 @@ def run(scenario: Scenario | str, xp=np, **overrides) -> Result:
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, **overrides)
-    return Result(scenario, [run_variant(scenario, v, xp) for v in scenario.variants])
+    for v in scenario.variants:  # refuse before any work, not after the first variant
+        check_budget(scenario, v.model, 1, True, max_memory)
+    return Result(scenario, [run_variant(scenario, v, xp, max_memory) for v in scenario.variants])

@@ -5,13 +5,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from assocmem.engine import embed, expectation_margins, prepare, run_pipeline
+from assocmem.engine import DEFAULT_MAX_MEMORY, check_budget, embed, estimate_bytes, expectation_margins, prepare, run_pipeline
 from assocmem.scenario import Scenario, Variant
-
-# Default budget for one batched pass; the stream, the token rows and the scan's temporaries
-# take about 4 copies of (seeds x prompts x positions x dim) values.
-DEFAULT_MAX_MEMORY = 2 * 2**30
-COPIES = 4
 
 
 @dataclass
@@ -73,12 +68,10 @@ def _nan(x) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def seed_chunk(scenario: Scenario, dim: int, itemsize: int, max_memory: int) -> int:
-    """How many seeds fit one pass under max_memory bytes."""
-    P = len(scenario.prompts)
-    T = max(len(p.tokens) for p in scenario.prompts)
-    per_seed = COPIES * P * T * dim * itemsize + (P * T * T + 2 * len(scenario.graph.relations)) * itemsize
-    return max(1, int(max_memory // per_seed))
+def seed_chunk(scenario: Scenario, variant: Variant, max_memory: int) -> int:
+    """How many seeds fit one pass under max_memory bytes; an InputError if not even one does."""
+    check_budget(scenario, variant.model, 1, False, max_memory)
+    return max(1, int(max_memory // estimate_bytes(scenario, variant.model, 1, record=False)))
 
 
 def run_cell(scenario: Scenario, variant: Variant, seeds, xp=np):
@@ -110,7 +103,7 @@ def sweep(scenario: Scenario, seeds, dims=None, temperatures=None, max_memory: i
         for variant, d, t in plan(scenario, dims, temperatures):
             cell = Cell(variant.name, variant.check, d, t)
             result.cells.append(cell)
-            chunk = seed_chunk(scenario, d, np.dtype(variant.model.dtype).itemsize, max_memory)
+            chunk = seed_chunk(scenario, variant, max_memory)
             for start in range(0, len(seeds), chunk):
                 part = seeds[start:start + chunk]
                 m = run_cell(scenario, variant, part)

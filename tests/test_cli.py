@@ -101,3 +101,16 @@ def test_same_seed_gives_identical_output():
     assert a.stdout == b.stdout
     c = cli("run", "scenarios/pronoun.yaml", "--json", "--seed", "1")
     assert c.stdout != a.stdout
+
+
+def test_overflow_is_one_line_exit_2(tmp_path):
+    path = write(tmp_path, "s.yaml", "model:\n  dtype: float32\n  pipeline:\n    - feedback: {repeat: 3000, sign: plus, norm: none}\n"
+                                     "prompts:\n  - text: " + " ".join("abcdefghijklmnopqrstuvwxyz0123") + "\n")
+    r = cli("run", path)
+    assert r.returncode == 2 and "stopped being finite" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_memory_budget_is_refused_with_the_need(tmp_path):
+    path = write(tmp_path, "s.yaml", "prompts:\n  - text: " + " ".join(["a"] * 3000) + "\n")
+    r = cli("run", path, "--max-memory", "0.01")
+    assert r.returncode == 2 and "would need about" in r.stderr and "GiB" in r.stderr

@@ -51,3 +51,23 @@ def test_someone_elses_scenario_passes_with_the_default_recipe_on_most_seeds(tmp
     sc = load_scenario(write(tmp_path, "s.yaml", text))
     result = sweep(sc, range(50))
     assert result.accuracy >= 0.95, result.to_dict()["cells"][0]["prompts"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_float32_agrees_with_float64_on_shipped_scenarios(name):
+    # Stated tolerance: 1e-4 absolute on every logit (cosines in [-1, 1]); float32 carries ~7 digits and
+    # 16 layers of reads and norms lose at most one or two of them here.
+    r64 = run(ROOT / "scenarios" / name, dtype="float64")
+    r32 = run(ROOT / "scenarios" / name, dtype="float32")
+    for v64, v32 in zip(r64.variants, r32.variants):
+        for p64, p32 in zip(v64.prompts, v32.prompts):
+            np.testing.assert_allclose(p32.lens_logits, p64.lens_logits, atol=1e-4)
+            assert (p32.expectation is None) or p32.expectation.passed == p64.expectation.passed
+
+
+def test_a_stream_that_overflows_is_named_not_reported(tmp_path):
+    from assocmem.engine import NumericalError
+    path = write(tmp_path, "s.yaml", "model:\n  similarity: dot\n  dtype: float32\n  pipeline:\n    - feedback: {repeat: 3000, sign: plus, norm: none}\n"
+                                     "prompts:\n  - text: " + " ".join("abcdefghijklmnopqrstuvwxyz0123") + "\n")
+    with pytest.raises(NumericalError, match=r"stopped being finite in layer \d+, stage feedback\(x\+mean, no norm\)"):
+        run(path)
