@@ -148,5 +148,61 @@ def sweep(
     raise typer.Exit(0 if result.complete else 130)
 
 
+@app.command()
+def graph(
+    file: Path = typer.Argument(..., help="A graph or a scenario YAML file."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Draw the graph into this PNG."),
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Cosine similarity of the concepts, as a PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Dimension for the crosstalk report (default: the scenario's, or 1000)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the crosstalk report."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature the ambiguity warning assumes."),
+) -> None:
+    """Parse and validate a relation graph; report its structure and crosstalk; draw it."""
+    from assocmem import yamldoc
+    from assocmem.inspect import inspect_graph
+    from assocmem.report import print_graph_report
+    from assocmem.scenario import Model, load_graph, load_scenario
+    from assocmem.vectors import Vocabulary
+
+    try:
+        doc = yamldoc.load(file)
+        is_scenario = isinstance(doc.data, dict) and "prompts" in doc.data
+        if is_scenario:
+            sc = load_scenario(file, dim=dim, seed=seed, temperature=temperature)
+            g, model, extra = sc.graph, sc.model, sc.vocabulary_names()
+        else:
+            g, extra = load_graph(file), []
+            model = Model(dim=dim or 1000, seed=seed or 0, temperature=temperature or Model.temperature)
+            if not (0 < model.dim <= 1_000_000) or not model.temperature > 0:
+                raise InputError("--dim and --temperature must be positive")
+        report = inspect_graph(g, model.dim, model.seed, model.temperature, extra)
+        files = []
+        if png is not None:
+            from assocmem.plots import draw_graph
+            files.append(draw_graph(g, png, f"{file.name}: {report.relations} relations, {report.concepts} concepts"))
+        if heatmap is not None:
+            from assocmem.plots import similarity_heatmap
+            if not g.concepts:
+                raise InputError("--heatmap needs concepts, and this graph has none", file)
+            vocab = Vocabulary.build(g.names(), g.concepts, [model.seed], model.dim)
+            names = [c.name for c in g.concepts]
+            files.append(similarity_heatmap(names, vocab.vectors[0, [vocab.index[n] for n in names]], heatmap,
+                                            f"{file.name}: cosine of the concepts, d = {model.dim}"))
+    except (InputError, NumericalError) as err:
+        fail(err)
+    except OSError as err:
+        fail(InputError(f"cannot write: {err.strerror}", err.filename))
+    if as_json:
+        out = report.to_dict()
+        out["files"] = [str(f) for f in files]
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        con = console()
+        print_graph_report(report, str(file), model, con)
+        for f in files:
+            con.print(f"wrote {f}")
+
+
 if __name__ == "__main__":
     app()

@@ -110,3 +110,33 @@ def plot_sweep(result, out: Path) -> list[Path]:
         ax.legend(fontsize=6)
         files.append(save(fig, out / f"{name}-p{j + 1}-margins.png"))
     return files
+
+
+def draw_graph(graph, out: Path, title: str) -> Path:
+    """Relation edges solid (rewrites dashed), concept edges dotted grey from term to concept."""
+    import networkx as nx
+
+    g = graph.to_networkx()
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(g) + 3), max(4.5, 0.45 * len(g) + 2.5)))
+    pos = nx.spring_layout(nx.Graph(g), seed=0, k=4.0 / max(len(g), 1) ** 0.5, iterations=300)  # numpy-only below 500 nodes
+    concepts = {c.name for c in graph.concepts}
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=900, node_color=["#f3d9a4" if n in concepts else "#bcd7f0" for n in g])
+    nx.draw_networkx_labels(g, pos, ax=ax, font_size=9, font_family="DejaVu Sans")
+    styles = {"assoc": ("solid", "#1f4e79"), "rewrite": ("dashed", "#8b1e3f"), "concept": ("dotted", "#888888")}
+    for kind, (style, color) in styles.items():
+        edges = [(u, v) for u, v, d in g.edges(data=True) if d["kind"] == kind]
+        nx.draw_networkx_edges(g, pos, edgelist=edges, ax=ax, style=style, edge_color=color, arrows=True,
+                               arrowsize=14, node_size=900, connectionstyle="arc3,rad=0.08")
+    handles = [plt.Line2D([], [], ls=st, color=c, label={"assoc": "relation KEY = VALUE", "rewrite": "rewrite KEY -> VALUE",
+                                                         "concept": "concept term -> concept"}[k])
+               for k, (st, c) in styles.items()]
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    return save(fig, Path(out))
+
+
+def similarity_heatmap(names, vectors, out: Path, title: str) -> Path:
+    """Cosine similarity of the named vectors.  Shapes: vectors (k, d)."""
+    u = unit(vectors)
+    return save(heatmap(u @ u.T, names, names, title, vmin=-1, vmax=1), Path(out))

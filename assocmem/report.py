@@ -156,3 +156,38 @@ def print_sweep(result, console: Console) -> None:
                             f"{c.accuracy(j):.3f}", f"{np.nanmean(c.margins[:, j]):+.3f}", f"{np.nanmin(c.margins[:, j]):+.3f}")
     console.print(per)
     console.print(f"accuracy over every checked cell: {result.accuracy:.4f}")
+
+
+def print_graph_report(report, name: str, model, console: Console) -> None:
+    console.print(Text(name, style="bold") + Text(f"  {report.tokens} tokens · {report.relations} relations · "
+                                                  f"{report.concepts} concepts", style=""))
+    table = Table(title="structure", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("", overflow="fold")
+
+    def names(xs):
+        xs = [str(x) for x in xs]
+        return escape(", ".join(xs)) if xs else "—"
+
+    fan_out = sorted(report.fan_out.items(), key=lambda kv: -kv[1])[:8]
+    fan_in = sorted(report.fan_in.items(), key=lambda kv: -kv[1])[:8]
+    table.add_row("largest fan-out", names(f"{n} → {k}" for n, k in fan_out))
+    table.add_row("largest fan-in", names(f"{n} ← {k}" for n, k in fan_in))
+    table.add_row("cycles", names(" → ".join(c + [c[0]]) for c in report.cycles))
+    table.add_row("strongly connected", names("{" + ", ".join(c) + "}" for c in report.components))
+    table.add_row("keys nothing leads to", names(report.only_keys))
+    table.add_row("values that lead nowhere", names(report.only_values))
+    table.add_row("never a key or a value", names(report.unused))
+    console.print(table)
+    ct = Table(title=f"crosstalk at dim {model.dim}, seed {model.seed}: the largest cosines between distinct rows "
+                     f"(chance level about ±{3 / np.sqrt(model.dim):.2f})", title_justify="left", min_width=60)
+    for col in ("between", "a", "b", "cosine"):
+        ct.add_column(col, justify="right" if col == "cosine" else "left")
+    for kind, pairs in (("keys", report.key_crosstalk), ("concepts", report.concept_crosstalk)):
+        for a, b, c in pairs:
+            ct.add_row(kind, escape(a), escape(b), f"{c:+.3f}")
+    console.print(ct)
+    for w in report.ambiguous:
+        console.print(Text("warning: ", style="bold yellow") + Text(w))
+    if not report.ambiguous:
+        console.print(f"no ambiguous retrieval at temperature {model.temperature:g}")

@@ -1,0 +1,80 @@
+"""What a relation graph defines, how it is wired (networkx), and where its vectors crowd each other."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from assocmem.graph import Graph
+from assocmem.mem import unit
+from assocmem.vectors import Vocabulary
+
+CROWDED = 3.0  # a softmax at temperature T cannot tell apart two keys whose cosines differ by < 3 T (weights within e^3)
+
+
+@dataclass
+class GraphReport:
+    tokens: int
+    relations: int
+    concepts: int
+    fan_out: dict[str, int]
+    fan_in: dict[str, int]
+    cycles: list[list[str]]
+    components: list[list[str]]  # strongly connected components of more than one name
+    only_keys: list[str]         # never a value: nothing leads to them
+    only_values: list[str]       # never a key: reading stops there
+    unused: list[str]            # in no relation at all (concept terms only, or prompt-only tokens)
+    key_crosstalk: list[tuple[str, str, float]]      # the largest cosines between distinct key rows
+    concept_crosstalk: list[tuple[str, str, float]]  # the largest cosines between distinct concepts
+    ambiguous: list[str]         # warnings
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def top_pairs(names, vectors, n: int = 5) -> list[tuple[str, str, float]]:
+    """The n largest cosines between distinct rows.  Shapes: vectors (k, d)."""
+    if len(names) < 2:
+        return []
+    u = unit(vectors)
+    c = u @ u.T
+    i, j = np.triu_indices(len(names), 1)
+    order = np.argsort(-c[i, j], kind="stable")[:n]
+    return [(names[i[k]], names[j[k]], float(c[i[k], j[k]])) for k in order]
+
+
+def inspect_graph(graph: Graph, dim: int, seed: int, temperature: float, extra_names=()) -> GraphReport:
+    g = graph.to_networkx()
+    rel = nx.DiGraph([(u, v) for u, v, d in g.edges(data=True) if d["kind"] != "concept"])
+    rel.add_nodes_from(g.nodes)
+    keys = {t.name for r in graph.relations for t in r.key}
+    values = {t.name for r in graph.relations for t in r.value}
+    vocab = Vocabulary.build(list(graph.names()) + list(extra_names), graph.concepts, [seed], dim)
+    index = vocab.index
+    key_rows: dict[str, np.ndarray] = {}
+    for r in graph.relations:  # one row per distinct key: two relations on one key are not crosstalk
+        key_rows.setdefault(" + ".join(t.name for t in r.key), vocab.sum_of(r.key)[0])
+    key_labels = list(key_rows)
+    key_vecs = np.array(list(key_rows.values())) if key_rows else np.zeros((0, dim))
+    concept_names = [c.name for c in graph.concepts]
+    concept_vecs = vocab.vectors[0, [index[c] for c in concept_names]] if concept_names else np.zeros((0, dim))
+    key_ct, concept_ct = top_pairs(key_labels, key_vecs), top_pairs(concept_names, concept_vecs)
+    warnings = []
+    for a, b, c in key_ct:
+        if c > 1 - CROWDED * temperature:
+            warnings.append(f"keys {a!r} and {b!r} have cosine {c:.2f}: at temperature {temperature:g} a query "
+                            f"for one also reads the other (weights within e^{(1 - c) / temperature:.1f})")
+    noise = 3 / np.sqrt(dim)
+    if noise > CROWDED * temperature:
+        warnings.append(f"at dim {dim} chance cosines reach about {noise:.2f}, more than {CROWDED:g} x temperature "
+                        f"{temperature:g}: every read is blurred by noise; raise dim or temperature")
+    return GraphReport(
+        tokens=len(set(vocab.names) - set(concept_names)), relations=len(graph.relations), concepts=len(concept_names),
+        fan_out={n: rel.out_degree(n) for n in rel.nodes if rel.out_degree(n)},
+        fan_in={n: rel.in_degree(n) for n in rel.nodes if rel.in_degree(n)},
+        cycles=[c for c in nx.simple_cycles(rel)][:20],
+        components=[sorted(c) for c in nx.strongly_connected_components(rel) if len(c) > 1],
+        only_keys=sorted(keys - values), only_values=sorted(values - keys),
+        unused=sorted(set(g.nodes) - keys - values - set(concept_names)),
+        key_crosstalk=key_ct, concept_crosstalk=concept_ct, ambiguous=warnings)
