@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -29,6 +30,29 @@ def fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def user_errors():
+    """Bad input, a non-finite stage or an unwritable output: one line and exit 2, never a traceback."""
+    try:
+        yield
+    except (InputError, NumericalError) as err:
+        fail(err)
+    except OSError as err:
+        fail(InputError(f"cannot write: {err.strerror}", err.filename))
+
+
+def emit(data: dict, files, as_json: bool, print_tables) -> None:
+    """JSON on stdout, or the tables followed by where each file went."""
+    if as_json:
+        data["files"] = [str(f) for f in files]
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    con = console()
+    print_tables(con)
+    for f in files:
+        con.print(f"wrote {f}")
+
+
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
     state["debug"] = debug
@@ -51,7 +75,7 @@ def run(
     from assocmem.result import run as run_scenario
     from assocmem.scenario import load_scenario
 
-    try:
+    with user_errors():
         if dtype is not None and dtype not in ("float32", "float64"):
             raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
         if not max_memory > 0:
@@ -62,21 +86,9 @@ def run(
         if plot is not None:
             from assocmem.plots import plot_result
             files = plot_result(result, plot)
-    except (InputError, NumericalError) as err:
-        fail(err)
-    except OSError as err:
-        fail(InputError(f"cannot write: {err.strerror}", err.filename))
-    if as_json:
-        out = result.to_dict()
-        out["plots"] = [str(f) for f in files]
-        print(json.dumps(out, ensure_ascii=False))
-    else:
-        con = console()
-        print_result(result, con, all_positions)
-        for f in files:
-            con.print(f"wrote {f}")
-        verdict = "every expectation holds" if result.passed else "an expectation failed"
-        con.print(f"\n{sc.name}: {verdict}")
+    verdict = "every expectation holds" if result.passed else "an expectation failed"
+    emit(result.to_dict(), files, as_json,
+         lambda con: (print_result(result, con, all_positions), con.print(f"\n{sc.name}: {verdict}")))
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -111,7 +123,7 @@ def sweep(
     from assocmem.sweep import plan
     from assocmem.sweep import sweep as run_sweep
 
-    try:
+    with user_errors():
         if seeds < 1 or seed_start < 0:
             raise InputError(f"--seeds must be 1 or more and --seed-start 0 or more, got {seeds} and {seed_start}")
         if not max_memory > 0:
@@ -130,21 +142,9 @@ def sweep(
         if plot is not None:
             from assocmem.plots import plot_sweep
             files = plot_sweep(result, plot)
-    except (InputError, NumericalError) as err:
-        fail(err)
-    except OSError as err:
-        fail(InputError(f"cannot write: {err.strerror}", err.filename))
     if not result.complete:
         print("assocmem: interrupted; reporting the seeds finished so far", file=sys.stderr)
-    if as_json:
-        out = result.to_dict()
-        out["plots"] = [str(f) for f in files]
-        print(json.dumps(out, ensure_ascii=False))
-    else:
-        con = console()
-        print_sweep(result, con)
-        for f in files:
-            con.print(f"wrote {f}")
+    emit(result.to_dict(), files, as_json, lambda con: print_sweep(result, con))
     raise typer.Exit(0 if result.complete else 130)
 
 
@@ -165,7 +165,7 @@ def graph(
     from assocmem.scenario import Model, load_graph, load_scenario
     from assocmem.vectors import Vocabulary
 
-    try:
+    with user_errors():
         doc = yamldoc.load(file)
         is_scenario = isinstance(doc.data, dict) and "prompts" in doc.data
         if is_scenario:
@@ -189,19 +189,7 @@ def graph(
             names = [c.name for c in g.concepts]
             files.append(similarity_heatmap(names, vocab.vectors[0, [vocab.index[n] for n in names]], heatmap,
                                             f"{file.name}: cosine of the concepts, d = {model.dim}"))
-    except (InputError, NumericalError) as err:
-        fail(err)
-    except OSError as err:
-        fail(InputError(f"cannot write: {err.strerror}", err.filename))
-    if as_json:
-        out = report.to_dict()
-        out["files"] = [str(f) for f in files]
-        print(json.dumps(out, ensure_ascii=False))
-    else:
-        con = console()
-        print_graph_report(report, str(file), model, con)
-        for f in files:
-            con.print(f"wrote {f}")
+    emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 
 if __name__ == "__main__":
