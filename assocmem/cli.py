@@ -162,7 +162,7 @@ def graph(
     from assocmem import yamldoc
     from assocmem.inspect import inspect_graph
     from assocmem.report import print_graph_report
-    from assocmem.scenario import Model, load_graph, load_scenario
+    from assocmem.scenario import MAX_DIM, Model, load_graph, load_scenario
     from assocmem.vectors import Vocabulary
 
     with user_errors():
@@ -174,7 +174,7 @@ def graph(
         else:
             g, extra = load_graph(file), []
             model = Model(dim=dim or 1000, seed=seed or 0, temperature=temperature or Model.temperature)
-            if not (0 < model.dim <= 1_000_000) or not model.temperature > 0:
+            if not (0 < model.dim <= MAX_DIM) or not model.temperature > 0:
                 raise InputError("--dim and --temperature must be positive")
         report = inspect_graph(g, model.dim, model.seed, model.temperature, extra)
         files = []

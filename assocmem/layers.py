@@ -73,7 +73,7 @@ def rms_norm(x, xp=np):
     return x / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + RMS_EPS) / np.sqrt(d)
 
 
-def static_read(X, keys, values, select, lengths, temperature, sim, xp=np, record=True):
+def static_read(X, keys, values, select, temperature, sim, xp=np, record=True):
     """assoc (keys, values) and mlp (values, keys): x_i += mem(x_i, K, V) at the selected positions.
 
     Shapes: X (S, P, T, d) updated in place, keys/values (S, M, d) -> weights (S, P, T, M) or None.
@@ -96,7 +96,7 @@ def static_read(X, keys, values, select, lengths, temperature, sim, xp=np, recor
     return xp.where(select[None, :, :, None], read.weights.reshape(S, P, T, M), 0) if record else None
 
 
-def context_scan(X, tokens, select, lengths, temperature, sim, values="stream", xp=np, record=True):
+def context_scan(X, tokens, select, temperature, sim, values="stream", xp=np, record=True):
     """x_i += mem(x_i, X[:i], V[:i]) for i in order, V = the stream (keys equal values) or the token vectors.
 
     Shapes: X, tokens (S, P, T, d); select (P, T) -> weights (S, P, T, T) (row i: attention of position i).
@@ -159,13 +159,13 @@ def apply_stage(stage: Stage, X, tokens, lengths, keys, values, temperature, sim
     temperature = stage.temperature or temperature
     select = selected_positions(stage.positions, lengths, T, xp)
     if stage.kind == "assoc":
-        return static_read(X, keys, values, select, lengths, temperature, sim, xp, record)
+        return static_read(X, keys, values, select, temperature, sim, xp, record)
     if stage.kind == "mlp":
-        return static_read(X, values, keys, select, lengths, temperature, sim, xp, record)
+        return static_read(X, values, keys, select, temperature, sim, xp, record)
     if stage.kind == "context":
         if stage.positions == "last":
             return context_last(X, tokens, lengths, temperature, sim, stage.values, xp, record)
-        return context_scan(X, tokens, select, lengths, temperature, sim, stage.values, xp, record)
+        return context_scan(X, tokens, select, temperature, sim, stage.values, xp, record)
     if stage.kind == "feedback":
         feedback_scan(X, select, stage.sign, stage.norm, stage.window, xp)
         return None

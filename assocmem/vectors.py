@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,12 +52,12 @@ class Vocabulary:
         vectors.flags.writeable = False
         return cls(tuple(all_names), tuple(seeds), vectors)
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.names)}
 
     def vector(self, name: str, seed_index: int = 0) -> np.ndarray:
-        return self.vectors[seed_index, self.names.index(name)]
+        return self.vectors[seed_index, self.index[name]]
 
     def sum_of(self, terms) -> np.ndarray:
         """sum of weight * vec(term) in every codebook.  Shapes: -> (S, d)."""
