@@ -37,6 +37,9 @@ def user_errors():
         yield
     except (InputError, NumericalError) as err:
         fail(err)
+    except MemoryError as err:  # numpy's, and cupy's OutOfMemoryError, which derives from it
+        fail(InputError(f"out of memory ({err})".replace(" ()", ""),
+                        hint="lower --max-memory so the batch runs in smaller passes, or lower dim"))
     except OSError as err:
         fail(InputError(f"cannot write: {err.strerror}", err.filename))
 
@@ -51,6 +54,20 @@ def emit(data: dict, files, as_json: bool, print_tables) -> None:
     print_tables(con)
     for f in files:
         con.print(f"wrote {f}")
+
+
+def backend_option():
+    return typer.Option("numpy", "--backend", help="numpy, cupy (needs CuPy and a GPU), or auto (cupy if it works).")
+
+
+def pick_backend(name: str):
+    """The backend by name; auto's fallback note goes to stderr, so --json output stays clean."""
+    from assocmem.backends import get_backend
+
+    backend = get_backend(name)
+    if backend.note:
+        print(f"assocmem: {backend.note}", file=sys.stderr)
+    return backend
 
 
 @app.callback()
@@ -68,7 +85,8 @@ def run(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float64 (default) or float32."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
-    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB the run may use; refused up front if over."),
+    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
+    backend: str = backend_option(),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
     from assocmem.report import print_result
@@ -81,7 +99,7 @@ def run(
         if not max_memory > 0:
             raise InputError(f"--max-memory must be positive, got {max_memory}")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype)
-        result = run_scenario(sc, max_memory=int(max_memory * 2**30))
+        result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
         files = []
         if plot is not None:
             from assocmem.plots import plot_result
@@ -113,7 +131,8 @@ def sweep(
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
-    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB one batched pass may use; seeds are chunked to fit."),
+    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
+    backend: str = backend_option(),
 ) -> None:
     """How often each expectation holds across seeds, dimensions and temperatures."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -131,13 +150,14 @@ def sweep(
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None)
+        engine = pick_backend(backend)
         total = len(plan(sc, dim_list, temp_list)) * seeds
         err_console = Console(stderr=True)
         with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("seed-cells"),
                       TimeRemainingColumn(), console=err_console, transient=True) as progress:
             task = progress.add_task("sweep", total=total)
             result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
-                               int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n))
+                               int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine)
         files = []
         if plot is not None:
             from assocmem.plots import plot_sweep

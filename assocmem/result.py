@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assocmem.engine import (DEFAULT_MAX_MEMORY, Batch, Expectation, Trace, check_budget, embed,
-                             expectation_margins, prepare, run_pipeline)
+from assocmem.backends import Backend, get_backend
+from assocmem.engine import (DEFAULT_MAX_MEMORY, Batch, Expectation, Trace, expectation_margins, plan_passes, prepare,
+                             run_pipeline)
 from assocmem.scenario import Prompt, Scenario, Variant, load_scenario
 
 
@@ -100,29 +101,35 @@ def _prompt_weights(stage, weights, j: int, T: int):
     return weights[0, j, :T, :T] if stage.kind == "context" else weights[0, j, :T]
 
 
-def run_variant(scenario: Scenario, variant: Variant, xp=np, max_memory: int = DEFAULT_MAX_MEMORY) -> VariantRun:
+def run_variant(scenario: Scenario, variant: Variant, backend: Backend | None = None,
+                max_memory: int = DEFAULT_MAX_MEMORY) -> VariantRun:
+    """Every prompt through one variant with the model's seed, in as many passes as max_memory needs."""
     model = variant.model
-    check_budget(scenario, model, 1, True, max_memory)
+    _, per_pass = plan_passes(scenario, model, 1, True, max_memory)
     batch: Batch = prepare(scenario, model)
-    tokens = embed(batch.token_ids, batch.lengths, batch.vocab.vectors)
-    trace: Trace = run_pipeline(tokens, batch.lengths, batch.memory.keys, batch.memory.values, batch.vocab.vectors,
-                                model.pipeline, model.temperature, model.similarity, xp=xp, record=True)
-    margins, winners = expectation_margins(trace.logits, scenario.prompts, batch.vocab)
     prompts = []
-    for j, prompt in enumerate(scenario.prompts):
-        T = len(prompt.tokens)
-        expectation = None
-        if prompt.expect is not None:
-            expectation = Expectation(prompt.expect, batch.vocab.names[winners[0, j]], float(margins[0, j]))
-        attention = [[_prompt_weights(stage, w, j, T) for stage, w in zip(layer.stages, ws)]
-                     for layer, ws in zip(model.pipeline, trace.attention)]
-        prompts.append(PromptRun(prompt, trace.logits[0, j], trace.lens_logits[0, j], trace.lens_similarity[0, j, :, :T],
-                                 trace.stream[0, j, :T], attention, expectation))
+    for start in range(0, len(scenario.prompts), per_pass):
+        part = scenario.prompts[start:start + per_pass]
+        tokens, lengths = batch.tokens(start, start + per_pass)
+        trace: Trace = run_pipeline(tokens, lengths, batch.memory.keys, batch.memory.values, batch.vocab.vectors,
+                                    model.pipeline, model.temperature, model.similarity, backend, record=True)
+        margins, winners = expectation_margins(trace.logits, part, batch.vocab)
+        for j, prompt in enumerate(part):
+            T = len(prompt.tokens)
+            expectation = None
+            if prompt.expect is not None:
+                expectation = Expectation(prompt.expect, batch.vocab.names[winners[0, j]], float(margins[0, j]))
+            attention = [[_prompt_weights(stage, w, j, T) for stage, w in zip(layer.stages, ws)]
+                         for layer, ws in zip(model.pipeline, trace.attention)]
+            prompts.append(PromptRun(prompt, trace.logits[0, j], trace.lens_logits[0, j],
+                                     trace.lens_similarity[0, j, :, :T], trace.stream[0, j, :T], attention, expectation))
     return VariantRun(scenario, variant, batch.vocab.names, batch.memory.rows, prompts)
 
 
-def run(scenario: Scenario | str, xp=np, max_memory: int = DEFAULT_MAX_MEMORY, **overrides) -> Result:
-    """Run every variant of a scenario.  `scenario` may be a path; overrides: dim, seed, temperature, ...
+def run(scenario: Scenario | str, backend: Backend | str | None = None, max_memory: int = DEFAULT_MAX_MEMORY,
+        **overrides) -> Result:
+    """Run every variant of a scenario.  `scenario` may be a path; backend: a Backend or a name (numpy, cupy,
+    auto); overrides: dim, seed, temperature, ...
 
     >>> result = run("scenarios/pronoun.yaml")          # doctest: +SKIP
     >>> result.variants[0].prompts[0].expectation.passed  # doctest: +SKIP
@@ -130,6 +137,8 @@ def run(scenario: Scenario | str, xp=np, max_memory: int = DEFAULT_MAX_MEMORY, *
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, **overrides)
+    if backend is None or isinstance(backend, str):
+        backend = get_backend(backend or "numpy")
     for v in scenario.variants:  # refuse before any work, not after the first variant
-        check_budget(scenario, v.model, 1, True, max_memory)
-    return Result(scenario, [run_variant(scenario, v, xp, max_memory) for v in scenario.variants])
+        plan_passes(scenario, v.model, 1, True, max_memory)
+    return Result(scenario, [run_variant(scenario, v, backend, max_memory) for v in scenario.variants])

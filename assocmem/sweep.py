@@ -5,7 +5,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from assocmem.engine import DEFAULT_MAX_MEMORY, check_budget, embed, estimate_bytes, expectation_margins, prepare, run_pipeline
+from assocmem.backends import Backend
+from assocmem.engine import DEFAULT_MAX_MEMORY, expectation_margins, plan_passes, prepare, run_pipeline
 from assocmem.scenario import Scenario, Variant
 
 
@@ -68,20 +69,21 @@ def _nan(x) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def seed_chunk(scenario: Scenario, variant: Variant, max_memory: int) -> int:
-    """How many seeds fit one pass under max_memory bytes; an InputError if not even one does."""
-    check_budget(scenario, variant.model, 1, False, max_memory)
-    return max(1, int(max_memory // estimate_bytes(scenario, variant.model, 1, record=False)))
-
-
-def run_cell(scenario: Scenario, variant: Variant, seeds, xp=np):
-    """Margins (len(seeds), prompts) of one variant, every seed in one batched pass."""
+def run_cell(scenario: Scenario, variant: Variant, seeds, backend: Backend | None = None,
+             prompts_per_pass: int | None = None):
+    """Margins (len(seeds), prompts) of one variant: every seed in one batched pass, the prompts in passes
+    of prompts_per_pass (default all)."""
     model = variant.model
     batch = prepare(scenario, model, seeds)
-    tokens = embed(batch.token_ids, batch.lengths, batch.vocab.vectors)
-    trace = run_pipeline(tokens, batch.lengths, batch.memory.keys, batch.memory.values, batch.vocab.vectors,
-                         model.pipeline, model.temperature, model.similarity, xp=xp, record=False)
-    return expectation_margins(trace.logits, scenario.prompts, batch.vocab)[0]
+    P = len(scenario.prompts)
+    step = prompts_per_pass or P
+    margins = []
+    for start in range(0, P, step):
+        tokens, lengths = batch.tokens(start, start + step)
+        trace = run_pipeline(tokens, lengths, batch.memory.keys, batch.memory.values, batch.vocab.vectors,
+                             model.pipeline, model.temperature, model.similarity, backend, record=False)
+        margins.append(expectation_margins(trace.logits, scenario.prompts[start:start + step], batch.vocab)[0])
+    return np.concatenate(margins, axis=1)
 
 
 def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant, int, float]]:
@@ -94,7 +96,7 @@ def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant
 
 
 def sweep(scenario: Scenario, seeds, dims=None, temperatures=None, max_memory: int = DEFAULT_MAX_MEMORY,
-          on_step=None) -> SweepResult:
+          on_step=None, backend: Backend | None = None) -> SweepResult:
     """Every cell over every seed.  on_step(n_seeds_done) is called after each batched pass.
     A KeyboardInterrupt stops cleanly: the result holds what was finished and complete=False."""
     seeds = list(seeds)
@@ -103,10 +105,10 @@ def sweep(scenario: Scenario, seeds, dims=None, temperatures=None, max_memory: i
         for variant, d, t in plan(scenario, dims, temperatures):
             cell = Cell(variant.name, variant.check, d, t)
             result.cells.append(cell)
-            chunk = seed_chunk(scenario, variant, max_memory)
+            chunk, per_pass = plan_passes(scenario, variant.model, len(seeds), False, max_memory)
             for start in range(0, len(seeds), chunk):
                 part = seeds[start:start + chunk]
-                m = run_cell(scenario, variant, part)
+                m = run_cell(scenario, variant, part, backend, per_pass)
                 cell.margins = m if cell.margins is None else np.concatenate([cell.margins, m])
                 cell.seeds += part
                 if on_step:

@@ -10,18 +10,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def backends():
-    out = [pytest.param(np, id="numpy")]
+    """The reference (plain batched code), numpy as shipped, numpy with tiny blocks and chunks (so every
+    block and chunk boundary is crossed), the CUDA kernels run on the CPU through the cupy backend's own
+    launch code, and cupy where there is a GPU."""
+    from assocmem.backends import Backend
+    from assocmem.backends.numpy_backend import NumpyBackend
+
+    out = [pytest.param(Backend(), id="reference"), pytest.param(NumpyBackend(), id="numpy"),
+           pytest.param(NumpyBackend(threads=2, block_rows=3, chunk_rows=5), id="numpy-small-blocks")]
     try:
-        import cupy
-        cupy.cuda.runtime.getDeviceCount()
-        out.append(pytest.param(cupy, id="cupy"))
-    except Exception:
-        out.append(pytest.param(None, id="cupy", marks=pytest.mark.skip(reason="no CuPy or no GPU")))
+        from kernels_host import host_backend
+        out.append(pytest.param(host_backend(), id="kernels-on-cpu"))
+    except Exception as err:
+        out.append(pytest.param(None, id="kernels-on-cpu", marks=pytest.mark.skip(reason=f"no host build: {err}")))
+    try:
+        from assocmem.backends.cupy_backend import CupyBackend
+        out.append(pytest.param(CupyBackend.load(), id="cupy"))
+    except Exception as err:  # no CuPy, no GPU, or a kernel that does not build: say which
+        out.append(pytest.param(None, id="cupy", marks=pytest.mark.skip(reason=f"cupy backend: {err}")))
     return out
 
 
 @pytest.fixture(params=backends())
-def xp(request):
+def backend(request):
     return request.param
 
 

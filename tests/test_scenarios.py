@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from assocmem.engine import estimate_bytes, plan_passes
 from assocmem.result import run
 from assocmem.scenario import load_scenario
 from assocmem.sweep import sweep
@@ -71,3 +72,25 @@ def test_a_stream_that_overflows_is_named_not_reported(tmp_path):
                                      "prompts:\n  - text: " + " ".join("abcdefghijklmnopqrstuvwxyz0123") + "\n")
     with pytest.raises(NumericalError, match=r"stopped being finite in layer \d+, stage feedback\(x\+mean, no norm\)"):
         run(path)
+
+
+def test_a_small_memory_budget_runs_in_passes_with_the_same_numbers():
+    sc = load_scenario(ROOT / "scenarios" / "long_context.yaml")  # 6 prompts of different lengths, 2 variants
+    model = sc.variants[0].model
+    tight = estimate_bytes(sc, model, 1, True, prompts=2) + 10
+    assert plan_passes(sc, model, 1, True, tight) == (1, 2)
+    whole, passes = run(sc), run(sc, max_memory=tight)
+    for a, b in zip(whole.variants, passes.variants):
+        for pa, pb in zip(a.prompts, b.prompts):
+            np.testing.assert_allclose(pa.logits, pb.logits, atol=1e-12)
+            np.testing.assert_allclose(pa.stream, pb.stream, atol=1e-12)
+
+
+def test_a_sweep_split_by_seeds_and_prompts_gives_the_same_margins():
+    sc = load_scenario(ROOT / "scenarios" / "successor.yaml", dim=256)  # 18 prompts
+    model = sc.variants[0].model
+    tight = estimate_bytes(sc, model, 1, False, prompts=7) + 10
+    assert plan_passes(sc, model, 4, False, tight) == (1, 7)
+    whole, split = sweep(sc, range(4)), sweep(sc, range(4), max_memory=tight)
+    for a, b in zip(whole.cells, split.cells):
+        np.testing.assert_allclose(a.margins, b.margins, atol=1e-12)

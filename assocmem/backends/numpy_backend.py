@@ -1,0 +1,50 @@
+"""The numpy backend: the feedback scan in cache-sized blocks of prompts on every core, static reads in chunks."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from assocmem import layers
+from assocmem.backends import Backend
+
+# One position of a block, (rows, d), should fill about half of a 1 MiB L2 cache: the step reads that
+# position, the one before it and the running sum, all three then stay in cache.  On a 2-core EPYC, d = 1000
+# float32: 131 rows; the scan ran at 0.54 of copy bandwidth a thread, against 0.22 unblocked.
+BLOCK_BYTES = 512 * 1024
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    xp = np
+
+    def __init__(self, threads: int | None = None, block_rows: int | None = None, chunk_rows: int | None = None):
+        self.threads = threads or os.cpu_count() or 1
+        self.block_rows = block_rows
+        self.chunk_rows = chunk_rows
+        self._pool = None
+
+    def feedback(self, X, lengths, stage: layers.Stage, repeats: int = 1) -> None:
+        """Blocks of prompts, each copied position-major, run through every repeat while it is in cache, and
+        copied back.  Blocks are independent, so they run on a thread each (numpy lets go of the GIL in its loops)."""
+        if not X.flags.c_contiguous:  # the blocks below write through a reshaped view
+            return super().feedback(X, lengths, stage, repeats)
+        S, P, T, d = X.shape
+        rows = X.reshape(S * P, T, d)
+        lens = np.tile(lengths, S)
+        block = self.block_rows or max(8, BLOCK_BYTES // (d * X.itemsize))
+
+        def one(start):
+            Y = np.ascontiguousarray(rows[start:start + block].transpose(1, 0, 2))
+            layers.feedback_positions(Y, lens[start:start + block], stage, repeats, np)
+            rows[start:start + block] = Y.transpose(1, 0, 2)
+
+        starts = range(0, S * P, block)
+        if self.threads > 1 and len(starts) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="assocmem-scan")
+            list(self._pool.map(one, starts))
+        else:
+            for start in starts:
+                one(start)

@@ -1,0 +1,98 @@
+"""kernels/*.cu: they build with nvcc, agree with common.cuh's Python twin, and compute what numpy computes."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from assocmem.backends import Backend
+from assocmem.backends import cupy_backend
+from assocmem.engine import run_pipeline
+from assocmem.layers import Layer, Stage
+from conftest import ROOT, cli
+from kernels_host import HostKernel, host_backend
+from test_layers import KIND_MIX, ragged_batch
+
+KERNELS = sorted((ROOT / "kernels").glob("*.cu"))
+
+
+def test_every_kernel_file_is_loaded_by_the_cupy_backend():
+    assert sorted(p.name for p in KERNELS) == sorted(cupy_backend.KERNEL_FILES)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("path", KERNELS, ids=lambda p: p.name)
+def test_kernel_compiles_with_nvcc_and_exports_both_precisions(path, tmp_path):
+    ptx = tmp_path / (path.stem + ".ptx")
+    r = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90", f"-I{ROOT / 'kernels'}", "--ptx", "-o", str(ptx), str(path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    entries = set(re.findall(r"\.entry\s+(\w+)", ptx.read_text()))
+    assert entries == {f"{path.stem}_f32", f"{path.stem}_f64"}
+
+
+def test_python_constants_match_common_cuh():
+    header = (ROOT / "kernels" / "common.cuh").read_text()
+    defined = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)\b", header)}
+    assert defined["ROW_SLOTS"] == cupy_backend.ROW_SLOTS
+    assert {k: defined["POSITIONS_" + k.upper()] for k in cupy_backend.POSITIONS} == cupy_backend.POSITIONS
+
+
+@pytest.mark.parametrize("d,threads", [(1, 32), (16, 32), (256, 32), (257, 64), (1000, 128), (8192, 1024), (8193, 1056)])
+def test_threads_cover_a_row_in_whole_warps(d, threads):
+    assert cupy_backend.threads_for(d) == threads
+    assert cupy_backend.threads_for(d) * cupy_backend.ROW_SLOTS >= d
+
+
+@pytest.mark.parametrize("pipeline", KIND_MIX)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_kernels_on_cpu_match_the_reference_with_several_warps(pipeline, dtype, tol):
+    """d = 600: 96 threads, three warps, so the cross-warp step of every reduction runs."""
+    tokens, lengths, keys, values, vocab = (a.astype(dtype) if a.dtype.kind == "f" else a
+                                            for a in ragged_batch(11, S=2, lengths=(9, 2, 5), d=600))
+    want = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", Backend(), record=False)
+    got = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", host_backend(), record=False)
+    np.testing.assert_allclose(got.logits, want.logits, atol=tol)
+
+
+def test_wider_rows_than_a_block_holds_fall_back_to_the_batched_code():
+    tokens, lengths, keys, values, vocab = ragged_batch(5, S=1, lengths=(3, 2), d=8200)
+    pipeline = (Layer((Stage("feedback"),)), Layer((Stage("context"),)))
+    want = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", Backend(), record=False)
+    got = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", host_backend(), record=False)
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-12)
+
+
+def test_a_python_scalar_where_the_kernel_takes_a_fixed_width_is_refused():
+    scores = np.zeros((2, 5))
+    HostKernel("softmax_rows_f64")((2,), (32,), (scores, np.zeros(2), np.int32(5)))
+    np.testing.assert_allclose(scores, 1.0)  # exp(0 - 0)
+    with pytest.raises(TypeError, match="Python int"):
+        HostKernel("softmax_rows_f64")((2,), (32,), (scores, np.zeros(2), 5))
+    with pytest.raises(TypeError, match="wrong size"):
+        HostKernel("softmax_rows_f64")((2,), (32,), (scores, np.zeros(2), np.int64(5)))
+
+
+def test_cupy_backend_without_cupy_or_gpu_is_one_line_exit_2():
+    try:
+        cupy_backend.CupyBackend.load()
+        pytest.skip("this machine has a working cupy backend")
+    except Exception:
+        pass
+    r = cli("run", "scenarios/pronoun.yaml", "--backend", "cupy")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--backend cupy" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_auto_falls_back_to_numpy_with_a_note_and_the_same_numbers():
+    numpy_run = cli("run", "scenarios/pronoun.yaml", "--json")
+    auto_run = cli("run", "scenarios/pronoun.yaml", "--json", "--backend", "auto")
+    assert auto_run.returncode == numpy_run.returncode == 0
+    if "using numpy" in auto_run.stderr:
+        assert auto_run.stdout == numpy_run.stdout
+
+
+def test_unknown_backend_is_one_line_exit_2():
+    r = cli("sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--backend", "tpu")
+    assert r.returncode == 2 and "unknown backend 'tpu'" in r.stderr and "numpy, cupy, auto" in r.stderr
