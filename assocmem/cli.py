@@ -212,5 +212,32 @@ def graph(
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 
+@app.command()
+def bench(
+    backend: str = backend_option(),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object; speedup_vs_loop, gemm_fraction and "
+                                                        "scan_bandwidth_fraction at top level."),
+    quick: bool = typer.Option(False, "--quick", help="Small shapes: checks the bench runs; the figures mean little."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed runs per figure; the fastest counts."),
+) -> None:
+    """Measure, in one process: the batched engine against a per-prompt loop, the static read against GEMM,
+    and the feedback scan against copy bandwidth.  Ratios, not seconds: both sides run on the same machine."""
+    from dataclasses import replace
+
+    from assocmem.bench import QUICK, Shapes, run_bench
+    from assocmem.report import print_bench
+
+    with user_errors():
+        if repeats is not None and repeats < 1:
+            raise InputError(f"--repeats must be 1 or more, got {repeats}")
+        engine = pick_backend(backend)
+        shapes = QUICK if quick else Shapes()
+        if repeats is not None:
+            shapes = replace(shapes, repeats=repeats)
+        with Console(stderr=True).status("bench") as status:
+            result = run_bench(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
+    emit(result.to_dict(), [], as_json, lambda con: print_bench(result, con))
+
+
 if __name__ == "__main__":
     app()

@@ -191,3 +191,40 @@ def print_graph_report(report, name: str, model, console: Console) -> None:
         console.print(Text("warning: ", style="bold yellow") + Text(w))
     if not report.ambiguous:
         console.print(f"no ambiguous retrieval at temperature {model.temperature:g}")
+
+
+BENCH_ROWS = (
+    ("speedup_vs_loop", "batched engine vs per-prompt loop", "pipeline"),
+    ("gemm_fraction", "static read vs its two GEMMs", "static read"),
+    ("scan_bandwidth_fraction", "feedback scan vs copy bandwidth", "feedback scan"),
+    ("speedup_vs_numpy", "whole pipeline, GPU vs numpy backend", "GPU vs numpy"),
+)
+
+
+def print_bench(result, console: Console) -> None:
+    """The headline ratios against their targets, then what each was computed from."""
+    table = Table(title=f"assocmem bench, {result.backend} backend", title_justify="left")
+    for column in ("figure", "what", "measured", "target", ""):
+        table.add_column(column, justify="right" if column in ("measured", "target") else "left")
+    for key, what, part in BENCH_ROWS:
+        if key not in result.figures:
+            continue
+        ok = result.meets(key)
+        table.add_row(key, what, f"{result.figures[key]:.2f}", f">= {result.targets[key]:g}",
+                      Text("meets" if ok else "short", style="green" if ok else "red"))
+    console.print(table)
+    details = Table(title="measurements", title_justify="left", show_header=False)
+    details.add_column("part")
+    details.add_column("values")
+    for part, values in result.details.items():
+        details.add_row(part, ", ".join(f"{k} {_number(v)}" for k, v in values.items()))
+    console.print(details)
+    m = result.machine
+    console.print(f"machine: {m.get('cpu')}, {m.get('cores')} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
+                  f"numpy {m.get('numpy')} ({m.get('blas', 'BLAS unknown')}); shapes {vars(result.shapes)}")
+
+
+def _number(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
