@@ -228,7 +228,7 @@ def feedback_positions(Y, lengths, stage: Stage, repeats: int = 1, xp=np):
 
 def _sum_squares(rows, out, xp):
     """|row|^2 of each row into out.  numpy's vecdot is one pass; (rows * rows).sum is the portable form."""
-    if hasattr(xp, "vecdot"):
-        xp.vecdot(rows, rows, out=out)
+    if xp is np:
+        np.vecdot(rows, rows, out=out)
     else:
         out[...] = (rows * rows).sum(axis=-1)

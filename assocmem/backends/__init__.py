@@ -63,6 +63,6 @@ def get_backend(name: str = "numpy") -> Backend:
             return CupyBackend.load()
         except InputError as err:
             backend = NumpyBackend()
-            backend.note = f"using numpy: {err.message}"
+            backend.note = f"running on numpy: {err.message}"
             return backend
     raise InputError(f"unknown backend {name!r}", hint=f"use one of {', '.join(NAMES)}")

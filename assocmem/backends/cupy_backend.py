@@ -85,13 +85,13 @@ class CupyBackend(KernelBackend):
         try:
             import cupy
         except ImportError:
-            raise InputError("--backend cupy needs CuPy, which is not installed",
+            raise InputError("the cupy backend needs CuPy, which is not installed",
                              hint="pip install 'assocmem[gpu]', or use --backend numpy") from None
         try:
             if cupy.cuda.runtime.getDeviceCount() < 1:
                 raise RuntimeError("no CUDA device")
         except Exception as err:  # CUDARuntimeError, a driver too old, no libcuda: all mean the same here
-            raise InputError(f"--backend cupy found no usable GPU: {_first_line(err)}",
+            raise InputError(f"the cupy backend found no usable GPU: {_first_line(err)}",
                              hint="use --backend numpy, or auto to fall back by itself") from None
         functions = {}
         with resources.as_file(resources.files("assocmem.kernels")) as folder:
