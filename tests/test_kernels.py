@@ -41,6 +41,30 @@ def test_kernel_compiles_with_nvcc_and_exports_both_precisions(path, tmp_path):
     assert entries == {f"{path.stem}_f32", f"{path.stem}_f64"}
 
 
+def nvrtc():
+    """cupy's binding of NVRTC, the compiler cupy.RawModule uses; it compiles without a GPU."""
+    try:
+        from cupy.cuda import nvrtc
+        nvrtc.getVersion()
+        return nvrtc
+    except Exception as err:
+        pytest.skip(f"no NVRTC through cupy: {type(err).__name__}")
+
+
+@pytest.mark.parametrize("path", KERNELS, ids=lambda p: p.name)
+def test_kernel_compiles_with_nvrtc_as_rawmodule_does(path):
+    """NVRTC includes no headers, unlike nvcc: this is the build that --backend cupy runs."""
+    compiler = nvrtc()
+    program = compiler.createProgram(path.read_text(), path.name, [], [])
+    try:
+        compiler.compileProgram(program, ["-std=c++17", f"-I{ROOT / 'kernels'}", "-arch=compute_90"])
+    except Exception:
+        pytest.fail(compiler.getProgramLog(program))
+    ptx = compiler.getPTX(program)
+    entries = set(re.findall(r"\.entry\s+(\w+)", ptx.decode() if isinstance(ptx, bytes) else ptx))
+    assert entries == {f"{path.stem}_f32", f"{path.stem}_f64"}
+
+
 def test_python_constants_match_common_cuh():
     header = (ROOT / "kernels" / "common.cuh").read_text()
     defined = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)\b", header)}

@@ -84,9 +84,12 @@ class CupyBackend(KernelBackend):
         """CuPy, a GPU and the kernels built for it, or a one-line InputError that says which is missing."""
         try:
             import cupy
-        except ImportError:
-            raise InputError("the cupy backend needs CuPy, which is not installed",
-                             hint="pip install 'assocmem[gpu]', or use --backend numpy") from None
+        except ImportError as err:
+            if err.name == "cupy":
+                raise InputError("the cupy backend needs CuPy, which is not installed",
+                                 hint="pip install 'assocmem[gpu]', or use --backend numpy") from None
+            raise InputError(f"CuPy is installed but does not import: {_first_line(err)}",
+                             hint="reinstall it with pip install 'assocmem[gpu]', or use --backend numpy") from None
         try:
             if cupy.cuda.runtime.getDeviceCount() < 1:
                 raise RuntimeError("no CUDA device")
