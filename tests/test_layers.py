@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import oracle
 from assocmem.backends import get_backend
@@ -125,3 +127,25 @@ def test_float32_stays_within_tolerance_of_float64(backend):
     t32 = run_pipeline(f32[0], lengths, *f32[1:], pipeline, 0.1, "cosine", backend, record=False)
     # float32 has 24 bits; 9 layers of reads and norms lose a few more: 1e-4 absolute on cosines in [-1, 1].
     np.testing.assert_allclose(t32.logits, t64.logits, atol=1e-4)
+
+
+stages = st.builds(Stage, kind=st.just("feedback"), positions=st.sampled_from(["all", "last", "before_last"]),
+                   sign=st.sampled_from(["minus", "plus"]), norm=st.sampled_from(["rms", "none"]),
+                   window=st.one_of(st.none(), st.integers(1, 4)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stage=stages, repeats=st.integers(1, 4), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+       d=st.sampled_from([3, 40, 300]), S=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_feedback_repeats_match_the_oracle_for_any_stage(backend, stage, repeats, lengths, d, S, seed):
+    """One backend call with `repeats` against the oracle running that many layers, on every backend."""
+    tokens, lengths, *_ = ragged_batch(seed, S=S, lengths=lengths, d=d)
+    X = backend.asarray(tokens.copy())  # numpy backends would update tokens itself
+    backend.feedback(X, backend.asarray(lengths), stage, repeats)
+    X = backend.to_numpy(X)
+    pipeline = (Layer((stage,)),) * repeats
+    for s in range(S):
+        for p, L in enumerate(lengths):
+            want = oracle.run_prompt(tokens[s, p, :L], np.zeros((0, d)), np.zeros((0, d)), pipeline, 1.0, "cosine")
+            np.testing.assert_allclose(X[s, p, :L], want, rtol=1e-9, atol=1e-9)
+            assert not X[s, p, L:].any()
