@@ -20,7 +20,7 @@ class NumpyBackend(Backend):
     xp = np
 
     def __init__(self, threads: int | None = None, block_rows: int | None = None, chunk_rows: int | None = None):
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or _usable_cores()
         self.block_rows = block_rows
         self.chunk_rows = chunk_rows
         self._pool = None
@@ -48,3 +48,11 @@ class NumpyBackend(Backend):
         else:
             for start in starts:
                 one(start)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or taskset narrows), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
