@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,6 +16,9 @@ from assocmem.backends import Backend
 # machine, B = 1024, d = 1000 float32, 10 layers, two threads reached 0.83-0.97 of copy bandwidth with one
 # block of 512 rows each, 0.53-0.62 with blocks of 131 rows and 0.42 with one thread.
 BLOCK_BYTES = 2 * 2**20
+# A whole block, all T positions, is at most 64 MiB, so long prompts (T in the thousands) get few rows a
+# block instead of gigabytes of position-major copy; each thread keeps one such buffer and reuses it.
+BLOCK_TOTAL_BYTES = 64 * 2**20
 class NumpyBackend(Backend):
     name = "numpy"
     xp = np
@@ -24,6 +28,7 @@ class NumpyBackend(Backend):
         self.block_rows = block_rows
         self.chunk_rows = chunk_rows
         self._pool = None
+        self._scratch = threading.local()  # a thread's position-major buffer, kept between blocks and calls
 
     def feedback(self, X, lengths, stage: layers.Stage, repeats: int = 1) -> None:
         """Blocks of prompts, each copied position-major, run through every repeat while it is in cache, and
@@ -33,12 +38,16 @@ class NumpyBackend(Backend):
         S, P, T, d = X.shape
         rows = X.reshape(S * P, T, d)
         lens = np.tile(lengths, S)
-        block = self.block_rows or min(max(8, BLOCK_BYTES // (d * X.itemsize)), -(-S * P // self.threads))
+        row_bytes = d * X.itemsize
+        block = self.block_rows or max(1, min(BLOCK_BYTES // row_bytes, BLOCK_TOTAL_BYTES // (T * row_bytes),
+                                              -(-S * P // self.threads)))
 
         def one(start):
-            Y = np.ascontiguousarray(rows[start:start + block].transpose(1, 0, 2))
+            part = rows[start:start + block]
+            Y = self._buffer((T, len(part), d), X.dtype)
+            np.copyto(Y, part.transpose(1, 0, 2))
             layers.feedback_positions(Y, lens[start:start + block], stage, repeats, np)
-            rows[start:start + block] = Y.transpose(1, 0, 2)
+            part[...] = Y.transpose(1, 0, 2)
 
         starts = range(0, S * P, block)
         if self.threads > 1 and len(starts) > 1:
@@ -48,6 +57,14 @@ class NumpyBackend(Backend):
         else:
             for start in starts:
                 one(start)
+
+    def _buffer(self, shape, dtype):
+        """This thread's scratch as an array of `shape`: fresh pages cost a fault each on first touch."""
+        size = int(np.prod(shape))
+        buf = getattr(self._scratch, "buf", None)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = self._scratch.buf = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
 
 
 def _usable_cores() -> int:
