@@ -38,9 +38,10 @@ class Trace:
 
 def embed(token_ids, lengths, vectors, xp=np):
     """Token vectors for every prompt in every codebook, zero-padded.  Shapes: token_ids (P, T), vectors (S, V, d) -> (S, P, T, d)."""
-    tokens = vectors[:, token_ids]
+    tokens = vectors[:, token_ids]  # a fresh array: the padding is zeroed in place
     T = token_ids.shape[1]
-    return xp.where((xp.arange(T)[None, :] < lengths[:, None])[None, :, :, None], tokens, 0)
+    tokens[:, xp.arange(T)[None, :] >= lengths[:, None]] = 0
+    return tokens
 
 
 def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...],

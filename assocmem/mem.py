@@ -17,19 +17,26 @@ class Read(NamedTuple):
     weights: object  # (..., n, m)
 
 
+def norms(x, xp=np):
+    """|x| along the last axis, one pass (numpy's vecdot) where the array module has it.  Shapes: (..., d) -> (..., 1)."""
+    squares = np.vecdot(x, x) if xp is np else (x * x).sum(axis=-1)
+    return xp.sqrt(squares)[..., None]
+
+
 def unit(x, xp=np):
     """x scaled to unit length along the last axis; zero rows stay zero.  Shapes: (..., d) -> (..., d)."""
-    norm = xp.sqrt((x * x).sum(axis=-1, keepdims=True))
-    return x / xp.maximum(norm, EPS)
+    return x / xp.maximum(norms(x, xp), EPS)
 
 
 def similarity(q, K, kind: str = "cosine", xp=np):
-    """Scores of every query against every key.  Shapes: q (..., n, d), K (..., m, d) -> (..., n, m)."""
-    if kind == "cosine":
-        q, K = unit(q, xp), unit(K, xp)
-    elif kind != "dot":
+    """Scores of every query against every key.  Shapes: q (..., n, d), K (..., m, d) -> (..., n, m).
+    Cosine divides the dot products by the norms, rather than normalising copies of q and K first."""
+    if kind not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
-    return q @ xp.swapaxes(K, -1, -2)
+    scores = q @ xp.swapaxes(K, -1, -2)
+    if kind == "cosine":
+        scores /= xp.maximum(norms(q, xp), EPS) * xp.swapaxes(xp.maximum(norms(K, xp), EPS), -1, -2)
+    return scores
 
 
 def softmax(scores, mask=None, xp=np):
