@@ -19,6 +19,8 @@ BLOCK_BYTES = 2 * 2**20
 # A whole block, all T positions, is at most 64 MiB, so long prompts (T in the thousands) get few rows a
 # block instead of gigabytes of position-major copy; each thread keeps one such buffer and reuses it.
 BLOCK_TOTAL_BYTES = 64 * 2**20
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = np
