@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from assocmem.engine import NumericalError
+from assocmem.engine import DEFAULT_MAX_MEMORY, NumericalError
 from assocmem.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -85,7 +85,7 @@ def run(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float64 (default) or float32."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
-    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
+    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
@@ -131,7 +131,7 @@ def sweep(
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
-    max_memory: float = typer.Option(2.0, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
+    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
     backend: str = backend_option(),
 ) -> None:
     """How often each expectation holds across seeds, dimensions and temperatures."""

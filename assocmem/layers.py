@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assocmem.mem import mem, unit
+from assocmem.mem import mem, sum_squares, unit
 
 KINDS = ("assoc", "context", "mlp", "feedback")
 POSITIONS = ("all", "last", "before_last")
@@ -215,7 +215,7 @@ def feedback_positions(Y, lengths, stage: Stage, repeats: int = 1, xp=np):
             if stage.norm == "rms":
                 xp.multiply(Y[i], k, out=row)
                 (xp.subtract if sign < 0 else xp.add)(row, total, out=row)
-                _sum_squares(row, norms[:, 0], xp)
+                sum_squares(row, xp, out=norms[:, 0])
                 norms += RMS_EPS * k * k * d
                 xp.sqrt(norms, out=norms)
                 xp.divide(row, norms, out=row)
@@ -224,11 +224,3 @@ def feedback_positions(Y, lengths, stage: Stage, repeats: int = 1, xp=np):
                 xp.add(Y[i], work, out=row)
             if not every[i]:
                 xp.copyto(Y[i], row, where=active[i][:, None])
-
-
-def _sum_squares(rows, out, xp):
-    """|row|^2 of each row into out.  numpy's vecdot is one pass; (rows * rows).sum is the portable form."""
-    if xp is np:
-        np.vecdot(rows, rows, out=out)
-    else:
-        out[...] = (rows * rows).sum(axis=-1)

@@ -17,10 +17,20 @@ class Read(NamedTuple):
     weights: object  # (..., n, m)
 
 
+def sum_squares(x, xp=np, out=None):
+    """|x|^2 along the last axis, into `out` if given: one pass with numpy's vecdot, (x * x).sum elsewhere.
+    Shapes: (..., d) -> (...)."""
+    if xp is np:
+        return np.vecdot(x, x, out=out)
+    if out is None:
+        return (x * x).sum(axis=-1)
+    out[...] = (x * x).sum(axis=-1)
+    return out
+
+
 def norms(x, xp=np):
-    """|x| along the last axis, one pass (numpy's vecdot) where the array module has it.  Shapes: (..., d) -> (..., 1)."""
-    squares = np.vecdot(x, x) if xp is np else (x * x).sum(axis=-1)
-    return xp.sqrt(squares)[..., None]
+    """|x| along the last axis.  Shapes: (..., d) -> (..., 1)."""
+    return xp.sqrt(sum_squares(x, xp))[..., None]
 
 
 def unit(x, xp=np):

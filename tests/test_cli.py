@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from cases import BAD_SCENARIOS
-from conftest import ROOT, cli, write
+from conftest import cli, write
 
 
 def png_size(path):
