@@ -197,8 +197,8 @@ def plan_passes(scenario: Scenario, model: Model, seeds: int, record: bool, max_
         return max(1, max_memory // per_seed), P
     one = estimate_bytes(scenario, model, 1, record, prompts=1)
     if one > max_memory:
-        raise InputError(f"one prompt of this run would need about {one / 2**30:.2f} GiB, over the budget of "
-                         f"{max_memory / 2**30:.2f} GiB", scenario.path,
+        raise InputError(f"one prompt of this run would need about {one / 2**30:.3g} GiB, over the budget of "
+                         f"{max_memory / 2**30:.3g} GiB", scenario.path,
                          hint="lower dim, shorten the prompts, or raise --max-memory")
     fits, over = 1, P  # the need grows with prompts: bisect for the most that fit
     while over - fits > 1:
