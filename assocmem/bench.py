@@ -11,9 +11,8 @@ import numpy as np
 
 from assocmem.backends import Backend, get_backend
 from assocmem.engine import forward
-from assocmem.layers import Stage
 from assocmem.mem import mem, unit
-from assocmem.scenario import default_pipeline
+from assocmem.model import default_pipeline
 
 # The issue's targets: a benchmark prints them beside what it measured; it is not a timed test.
 TARGETS = {
@@ -83,10 +82,11 @@ def workload(B: int, T: int, d: int, V: int, dtype=np.float32, seed: int = 0):
     return vectors[:, ids], np.full(B, T), keys, values, vectors
 
 
-def loop_reference(tokens, keys, values, vectors, pipeline, temperature: float):
-    """The posts' way: one prompt, one position at a time, the mean of the earlier rows taken afresh at each
-    step.  Handles the bench pipeline's kinds: feedback (x - mean, RMSnorm), then at the last position a
-    context read with the tokens as values and an assoc read.  Shapes: tokens (B, T, d) -> logits (B, V)."""
+def loop_reference(tokens, keys, values, vectors, temperature: float, feedback_layers: int = 10):
+    """The posts' way, for the default recipe: one prompt, one position at a time, the mean of the earlier rows
+    taken afresh at each step.  `feedback_layers` layers of x - mean with RMSnorm, then at the last position a
+    read of the earlier rows with the tokens as values, then a read of the memory.
+    Shapes: tokens (B, T, d) -> logits (B, V)."""
     d = tokens.shape[-1]
 
     def read(q, K, V):
@@ -95,23 +95,19 @@ def loop_reference(tokens, keys, values, vectors, pipeline, temperature: float):
     logits = np.empty((tokens.shape[0], vectors.shape[0]), dtype=tokens.dtype)
     for p, prompt in enumerate(tokens):
         X = prompt.copy()
-        for layer in pipeline:
-            for stage in layer.stages:
-                if stage.kind == "feedback":
-                    for i in range(1, len(X)):
-                        x = X[i] - X[:i].mean(axis=0)
-                        X[i] = x / np.sqrt((x * x).mean() + 1e-12) / math.sqrt(d)
-                elif stage.kind == "context":
-                    X[-1] += read(X[-1], X[:-1], prompt[:-1])
-                else:
-                    X[-1] += read(X[-1], keys, values)
+        for _ in range(feedback_layers):
+            for i in range(1, len(X)):
+                x = X[i] - X[:i].mean(axis=0)
+                X[i] = x / np.sqrt((x * x).mean() + 1e-12) / math.sqrt(d)
+        X[-1] += read(X[-1], X[:-1], prompt[:-1])
+        X[-1] += read(X[-1], keys, values)
         logits[p] = unit(vectors) @ unit(X[-1])
     return logits
 
 
 def bench_pipeline(backend: Backend, shapes: Shapes, reference: bool = True) -> dict:
     """(a) B prompts through 10 feedback layers and the readout: the batched engine, and the loop reference."""
-    pipeline, temperature = default_pipeline(), 0.05
+    pipeline, temperature = default_pipeline(), 0.05  # what loop_reference computes
     tokens, lengths, keys, values, vectors = workload(shapes.prompts, shapes.tokens, shapes.dim, shapes.vocabulary)
     on = [backend.asarray(a) for a in (tokens, lengths, keys, values, vectors)]
     engine = best_time(lambda: forward(*on, pipeline, temperature, "cosine", backend, record=False),
@@ -119,8 +115,8 @@ def bench_pipeline(backend: Backend, shapes: Shapes, reference: bool = True) -> 
     out = {"engine_s": engine, "prompts_per_s": shapes.prompts / engine}
     if reference:
         logits = backend.to_numpy(forward(*on, pipeline, temperature, "cosine", backend, record=False).logits)[0]
-        loop_logits = loop_reference(tokens[0], keys[0], values[0], vectors[0], pipeline, temperature)
-        loop = best_time(lambda: loop_reference(tokens[0], keys[0], values[0], vectors[0], pipeline, temperature),
+        loop_logits = loop_reference(tokens[0], keys[0], values[0], vectors[0], temperature)
+        loop = best_time(lambda: loop_reference(tokens[0], keys[0], values[0], vectors[0], temperature),
                          shapes.repeats)
         out.update(loop_s=loop, speedup_vs_loop=loop / engine,
                    max_logit_difference=float(np.abs(logits - loop_logits).max()),
@@ -137,7 +133,7 @@ def bench_static_read(backend: Backend, shapes: Shapes) -> dict:
     X = Q.reshape(1, N, 1, d).copy()
     select = xp.ones((N, 1), dtype=bool)
     flops = 4.0 * N * M * d  # scores q K^T and weights W V: 2 N M d each
-    read = best_time(lambda: backend.static(X, K[None], V[None], select, 0.05, "cosine", False), shapes.repeats,
+    read = best_time(lambda: backend.read_static(X, K[None], V[None], select, 0.05, "cosine", False), shapes.repeats,
                      backend.synchronize)
     S, out = xp.empty((N, M), dtype=xp.float32), xp.empty((N, d), dtype=xp.float32)
     gemm = best_time(lambda: (xp.matmul(Q, K.T, out=S), xp.matmul(S, V, out=out)), shapes.repeats, backend.synchronize)
@@ -155,9 +151,9 @@ def bench_scan(backend: Backend, shapes: Shapes) -> dict:
     X, lengths = backend.asarray(tokens), backend.asarray(lengths)
     src, dst = X.copy(), xp.empty_like(X)
     copy = best_time(lambda: xp.copyto(dst, src), shapes.repeats, backend.synchronize)
-    stage, layers = Stage("feedback"), 10
-    ten = best_time(lambda: backend.feedback(X, lengths, stage, layers), shapes.repeats, backend.synchronize)
-    one = best_time(lambda: backend.feedback(X, lengths, stage, 1), shapes.repeats, backend.synchronize)
+    stage, layers = default_pipeline()[0].stages[0], 10  # the default recipe's error feedback, 10 layers of it
+    ten = best_time(lambda: backend.scan_feedback(X, lengths, stage, layers), shapes.repeats, backend.synchronize)
+    one = best_time(lambda: backend.scan_feedback(X, lengths, stage, 1), shapes.repeats, backend.synchronize)
     copy_rate = 2 * X.nbytes / copy
     return {"stream_bytes": int(X.nbytes), "copy_gb_s": copy_rate / 1e9,
             "scan_gb_s": 2 * layers * X.nbytes / ten / 1e9, "scan_one_layer_gb_s": 2 * X.nbytes / one / 1e9,

@@ -10,8 +10,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from assocmem.engine import DEFAULT_MAX_MEMORY, NumericalError
+from assocmem.budget import DEFAULT_MAX_MEMORY
+from assocmem.engine import NumericalError
 from assocmem.errors import InputError
+from assocmem.model import DTYPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
@@ -83,19 +85,19 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float64 (default) or float32."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help=" or ".join(DTYPES) + f" (default {DTYPES[0]})."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
     from assocmem.report import print_result
-    from assocmem.result import run as run_scenario
+    from assocmem.runs import run as run_scenario
     from assocmem.scenario import load_scenario
 
     with user_errors():
-        if dtype is not None and dtype not in ("float32", "float64"):
-            raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
+        if dtype is not None and dtype not in DTYPES:
+            raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
         if not max_memory > 0:
             raise InputError(f"--max-memory must be positive, got {max_memory}")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype)
@@ -139,8 +141,8 @@ def sweep(
 
     from assocmem.report import print_sweep
     from assocmem.scenario import load_scenario
-    from assocmem.sweep import plan
-    from assocmem.sweep import sweep as run_sweep
+    from assocmem.sweeps import plan
+    from assocmem.sweeps import sweep as run_sweep
 
     with user_errors():
         if seeds < 1 or seed_start < 0:
@@ -179,24 +181,11 @@ def graph(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature the ambiguity warning assumes."),
 ) -> None:
     """Parse and validate a relation graph; report its structure and crosstalk; draw it."""
-    from assocmem import yamldoc
-    from assocmem.inspect import inspect_graph
+    from assocmem.crosstalk import concept_vectors, report_file
     from assocmem.report import print_graph_report
-    from assocmem.scenario import MAX_DIM, Model, load_graph, load_scenario
-    from assocmem.vectors import Vocabulary
 
     with user_errors():
-        doc = yamldoc.load(file)
-        is_scenario = isinstance(doc.data, dict) and "prompts" in doc.data
-        if is_scenario:
-            sc = load_scenario(file, dim=dim, seed=seed, temperature=temperature)
-            g, model, extra = sc.graph, sc.model, sc.vocabulary_names()
-        else:
-            g, extra = load_graph(file), []
-            model = Model(dim=dim or 1000, seed=seed or 0, temperature=temperature or Model.temperature)
-            if not (0 < model.dim <= MAX_DIM) or not model.temperature > 0:
-                raise InputError("--dim and --temperature must be positive")
-        report = inspect_graph(g, model.dim, model.seed, model.temperature, extra)
+        report, g, model = report_file(file, dim=dim, seed=seed, temperature=temperature)
         files = []
         if png is not None:
             from assocmem.plots import draw_graph
@@ -205,10 +194,8 @@ def graph(
             from assocmem.plots import similarity_heatmap
             if not g.concepts:
                 raise InputError("--heatmap needs concepts, and this graph has none", file)
-            vocab = Vocabulary.build(g.names(), g.concepts, [model.seed], model.dim)
-            names = [c.name for c in g.concepts]
-            files.append(similarity_heatmap(names, vocab.vectors[0, [vocab.index[n] for n in names]], heatmap,
-                                            f"{file.name}: cosine of the concepts, d = {model.dim}"))
+            names, vectors = concept_vectors(g, model)
+            files.append(similarity_heatmap(names, vectors, heatmap, f"{file.name}: cosine of the concepts, d = {model.dim}"))
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 

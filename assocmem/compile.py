@@ -1,4 +1,4 @@
-"""Relation records -> key/value memory matrices, one row per relation, each row keeping its source."""
+"""One pass from a scenario, a model and seeds to arrays: codebooks, K/V memories with provenance, token ids."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ import numpy as np
 
 from assocmem.graph import Relation
 from assocmem.mem import unit
+from assocmem.model import Model
 from assocmem.vectors import Vocabulary
 
 
@@ -39,3 +40,47 @@ def compile_memory(relations, vocab: Vocabulary) -> Memory:
     for a in (keys, values):
         a.flags.writeable = False
     return Memory(keys, values, tuple(relations))
+
+
+def embed(token_ids, lengths, vectors, xp=np):
+    """Token vectors for every prompt in every codebook, zero-padded.
+    Shapes: token_ids (P, T), lengths (P,), vectors (S, V, d) -> (S, P, T, d).
+
+    >>> embed(np.array([[1, 0], [0, 0]]), np.array([2, 1]), np.eye(2)[None])[0, :, :, 0]
+    array([[0., 1.],
+           [1., 0.]])
+    """
+    tokens = vectors[:, token_ids]  # a fresh array: the padding is zeroed in place
+    T = token_ids.shape[1]
+    tokens[:, xp.arange(T)[None, :] >= lengths[:, None]] = 0
+    return tokens
+
+
+@dataclass
+class Compiled:
+    """A scenario's prompts as arrays, with one codebook and memory per seed."""
+
+    vocab: Vocabulary
+    memory: Memory
+    token_ids: np.ndarray  # (P, T) int, padded with 0
+    lengths: np.ndarray    # (P,) int
+
+    def tokens(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The embedded prompts start..stop of every codebook, cut to their longest: (S, p, T', d), lengths (p,)."""
+        lengths = self.lengths[start:stop]
+        ids = self.token_ids[start:stop, : lengths.max()]
+        return embed(ids, lengths, self.vocab.vectors), lengths
+
+
+def compile_scenario(scenario, model: Model, seeds=None) -> Compiled:
+    """Codebooks for the given seeds (default: the model's seed), the memory compiled in each, prompts as ids."""
+    seeds = tuple(seeds) if seeds is not None else (model.seed,)
+    vocab = Vocabulary.build(scenario.vocabulary_names(), scenario.graph.concepts, seeds, model.dim,
+                             np.dtype(model.dtype))
+    memory = compile_memory(scenario.graph.relations, vocab)
+    index = vocab.index
+    lengths = np.array([len(p.tokens) for p in scenario.prompts])
+    token_ids = np.zeros((len(scenario.prompts), lengths.max()), dtype=np.int64)
+    for j, prompt in enumerate(scenario.prompts):
+        token_ids[j, : lengths[j]] = [index[t] for t in prompt.tokens]
+    return Compiled(vocab, memory, token_ids, lengths)

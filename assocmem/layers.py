@@ -1,4 +1,4 @@
-"""The four layer kinds, each on a whole batch: stream X of shape (S, P, T, d) = codebooks x prompts x positions x dims.
+"""The layer kinds, each on a whole batch: stream X of shape (S, P, T, d) = codebooks x prompts x positions x dims.
 
 Positions are updated in order and in place, so position i sees the already-updated positions before it,
 as in the reference posts.  assoc and mlp read each position on its own, so one batched GEMM does all of
@@ -6,71 +6,37 @@ them; context and feedback are scans over positions (one Python step per positio
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from assocmem.mem import mem, sum_squares, unit
+from assocmem.model import Stage
 
-KINDS = ("assoc", "context", "mlp", "feedback")
-POSITIONS = ("all", "last", "before_last")
 # RMSnorm's gain: the stream keeps the codebook's scale (unit vectors, rms 1/sqrt(d)) so that a
 # memory read of unit vectors added to a normalised row is neither drowned out nor dominant.
 RMS_EPS = 1e-12
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One read of one kind.  `temperature` None means the model's temperature."""
+class Inputs(NamedTuple):
+    """What a stage reads besides the stream.  Shapes: tokens (S, P, T, d), lengths (P,), keys/values (S, M, d)."""
 
-    kind: str
-    positions: str = "all"        # which positions are updated: all, the last, or all but the last
-    temperature: float | None = None
-    values: str = "stream"        # context: values are the stream rows, or the tokens' own vectors
-    sign: str = "minus"           # feedback: x_i - mean(X[:i]) (error feedback) or x_i + mean (averaging)
-    norm: str = "rms"             # feedback: RMSnorm after the update, or none
-    window: int | None = None     # feedback: mean over the last `window` rows instead of all of X[:i]
-
-    @property
-    def label(self) -> str:
-        opts = []
-        if self.kind == "context" and self.values != "stream":
-            opts.append(f"values={self.values}")
-        if self.kind == "feedback":
-            opts.append("x-mean" if self.sign == "minus" else "x+mean")
-            if self.norm == "none":
-                opts.append("no norm")
-            if self.window:
-                opts.append(f"window={self.window}")
-        if self.positions != "all":
-            opts.append(self.positions.replace("_", " "))
-        if self.temperature is not None:
-            opts.append(f"T={self.temperature:g}")
-        return self.kind + (f"({', '.join(opts)})" if opts else "")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """Stages applied one after the other; the logit lens looks after every layer."""
-
-    stages: tuple[Stage, ...]
-
-    @property
-    def label(self) -> str:
-        return " → ".join(s.label for s in self.stages)
+    tokens: object    # the embedded prompts, as they were before any layer
+    lengths: object
+    keys: object      # the compiled memory (compile.Memory)
+    values: object
 
 
 def selected_positions(positions: str, lengths, T: int, xp=np):
-    """Which (prompt, position) cells a stage updates.  Shapes: lengths (P,) -> (P, T) bool."""
+    """Which (prompt, position) cells a stage updates.  Shapes: lengths (P,) -> (P, T) bool.
+
+    >>> selected_positions("before_last", np.array([3, 1]), 4).astype(int)
+    array([[1, 1, 0, 0],
+           [0, 0, 0, 0]])
+    """
     j = xp.arange(T)[None, :]
     L = lengths[:, None]
     return {"all": j < L, "last": j == L - 1, "before_last": j < L - 1}[positions]
-
-
-def rms_norm(x, xp=np):
-    """x / rms(x), scaled by 1/sqrt(d) so a normalised row has unit length.  Shapes: (..., d) -> (..., d)."""
-    d = x.shape[-1]
-    return x / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + RMS_EPS) / np.sqrt(d)
 
 
 def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, chunk_rows=None, softmax_rows=None):
@@ -224,3 +190,22 @@ def feedback_positions(Y, lengths, stage: Stage, repeats: int = 1, xp=np):
                 xp.add(Y[i], work, out=row)
             if not every[i]:
                 xp.copyto(Y[i], row, where=active[i][:, None])
+
+
+def feedback_weights(lengths, stage: Stage, S: int, T: int, dtype, xp=np):
+    """The averaging weights feedback_positions uses: row i holds 1/k on the k rows it averages, X[i-k:i] with
+    k = min(i, window), and zeros where position i is not updated (position 0 has no past).
+    Shapes: lengths (P,) -> (S, P, T, T), a read-only view shared by the S codebooks.
+
+    >>> feedback_weights(np.array([3]), Stage("feedback"), 1, 3, float)[0, 0]
+    array([[0. , 0. , 0. ],
+           [1. , 0. , 0. ],
+           [0.5, 0.5, 0. ]])
+    >>> feedback_weights(np.array([3]), Stage("feedback", window=1), 1, 3, float)[0, 0, 2]
+    array([0., 1., 0.])
+    """
+    i, j = xp.arange(T)[:, None], xp.arange(T)[None, :]
+    k = xp.minimum(i, stage.window) if stage.window else i  # as `k` in feedback_positions
+    weights = xp.where((j < i) & (j >= i - k), 1.0 / xp.maximum(k, 1), 0.0).astype(dtype)  # (T, T)
+    active = selected_positions(stage.positions, lengths, T, xp)  # (P, T)
+    return xp.broadcast_to(xp.where(active[:, :, None], weights[None], 0), (S, len(lengths), T, T))

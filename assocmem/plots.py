@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from assocmem.mem import unit  # noqa: E402
 from assocmem.report import token_label  # noqa: E402
-from assocmem.result import Result, VariantRun  # noqa: E402
+from assocmem.runs import Result, VariantRun  # noqa: E402
 
 plt.rcParams["font.family"] = "DejaVu Sans"  # ships with matplotlib and has Cyrillic glyphs
 
@@ -63,12 +63,13 @@ def plot_variant(run: VariantRun, out: Path) -> list[Path]:
         Xn = unit(p.stream)
         files.append(save(heatmap(Xn @ Xn.T, tokens, tokens, f"{stem}: token × token cosine of the final stream",
                                   vmin=-1, vmax=1), out / f"{stem}-stream.png"))
-        for l, layer in enumerate(run.variant.model.pipeline):
-            for s, (stage, w) in enumerate(zip(layer.stages, p.attention[l])):
-                if stage.kind == "context" and w is not None:
-                    name = f"{stem}-context-L{l + 1}" + (f"s{s + 1}" if len(layer.stages) > 1 else "")
-                    files.append(save(heatmap(w, tokens, tokens, f"{stem}: layer {l + 1} {stage.label} (row: query)",
-                                              cbar="attention", vmin=0, vmax=1), out / f"{name}.png"))
+        for a in p.attention:  # the attention maps over positions (averaging weights are the recipe's, not drawn)
+            if a.column_kind != "positions":
+                continue
+            several = len(run.variant.model.pipeline[a.layer - 1].stages) > 1
+            name = f"{stem}-{a.kind}-L{a.layer}" + (f"s{a.index + 1}" if several else "")
+            files.append(save(heatmap(a.weights, tokens, tokens, f"{stem}: layer {a.layer} {a.stage.label} (row: query)",
+                                      cbar="attention", vmin=0, vmax=1), out / f"{name}.png"))
     return files
 
 

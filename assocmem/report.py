@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from assocmem.result import PromptRun, Result, VariantRun
+from assocmem.runs import Attention, Column, PromptRun, Result, VariantRun
 
 SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
 TOP = 3         # logits shown per layer in the logit lens
@@ -41,26 +41,25 @@ def print_variant(run: VariantRun, console: Console, all_positions: bool) -> Non
 
 def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_positions: bool) -> None:
     tokens = p.prompt.tokens
+    last = len(tokens) - 1
     console.print()
     console.print(Text(f"prompt {j + 1}: ", style="bold") +
                   Text(" ".join(f"{i}:{token_label(t)}" for i, t in enumerate(tokens))))
     table = Table(title="last position, layer by layer", title_justify="left", show_lines=False, expand=False)
     table.add_column("layer", justify="right")
     table.add_column("stage")
-    table.add_column(f"attention of {token_label(tokens[-1])}@{len(tokens) - 1}", overflow="fold")
+    table.add_column(f"weights of {token_label(tokens[-1])}@{last}", overflow="fold")
     table.add_column(f"top {TOP} logits after the layer", overflow="fold")
     table.add_row("0", "embedding", "", _top(run.names, p.lens_logits[0]))
-    for l, layer in enumerate(run.variant.model.pipeline):
-        for s, (stage, w) in enumerate(zip(layer.stages, p.attention[l])):
-            last = len(tokens) - 1
-            table.add_row(str(l + 1) if s == 0 else "", stage.label, _attention_line(run, stage, w, tokens, last),
-                          _top(run.names, p.lens_logits[l + 1]) if s == len(layer.stages) - 1 else "")
+    for a in p.attention:
+        closes_layer = a.index == len(run.variant.model.pipeline[a.layer - 1].stages) - 1
+        table.add_row(str(a.layer) if a.index == 0 else "", a.stage.label, attention_line(a, last),
+                      _top(run.names, p.lens_logits[a.layer]) if closes_layer else "")
     console.print(table)
     if all_positions:
-        for l, layer in enumerate(run.variant.model.pipeline):
-            for stage, w in zip(layer.stages, p.attention[l]):
-                if w is not None:
-                    console.print(_all_positions_table(run, l, stage, w, tokens))
+        for a in p.attention:
+            console.print(f"layer {a.layer}, {escape(a.stage.label)}: {a.what}, row by position")
+            console.print(_all_positions_table(a, tokens))
     console.print(_final_logits(run, p))
     e = p.expectation
     if e:
@@ -70,23 +69,24 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
                                      f"margin {e.margin:+.3f}{note}"))
 
 
-def _columns(run: VariantRun, stage, tokens) -> list[str]:
-    if stage.kind in ("assoc", "mlp"):
-        return [f"{r.label} [{r.source}]" for r in run.memory_rows]
-    return [f"{token_label(t)}@{i}" for i, t in enumerate(tokens)]
+def column_label(c: Column) -> str:
+    """A position as token@i; a memory row as its relation and file:line."""
+    return f"{token_label(c.name)}@{c.position}" if c.position is not None else f"{c.name} [{c.source}]"
 
 
-def _attention_line(run, stage, w, tokens, position: int) -> str:
-    if stage.kind == "feedback":
-        return f"mean of positions 0..{position - 1} (uniform 1/{position})" if position else "(no past)"
-    if w is None or w.shape[-1] == 0:
+def attention_line(a: Attention, position: int) -> str:
+    """The weights one position used, in one line: the columns of weight >= SHOWN, or, where the weights are
+    equal over a run of positions (a plain mean), that run."""
+    if not a.columns:
         return "(empty memory)"
-    row = w[position]
-    if not row.any():
-        return "(not updated)"
-    cols = _columns(run, stage, tokens)
-    shown = [f"{cols[k]} {row[k]:.2f}" for k in np.nonzero(row >= SHOWN)[0]]
-    return escape(" · ".join(shown))
+    row = a.weights[position]
+    used = np.nonzero(row)[0]
+    if not used.size:
+        return "(no past)" if position == 0 and a.columns[0].position is not None else "(not updated)"
+    if used.size > 1 and a.columns[0].position is not None and used[-1] - used[0] == used.size - 1 \
+            and row[used].min() == row[used].max():
+        return f"uniform 1/{used.size} on positions {used[0]}..{used[-1]}"
+    return escape(" · ".join(f"{column_label(a.columns[k])} {row[k]:.2f}" for k in np.nonzero(row >= SHOWN)[0]))
 
 
 def _top(names, logits) -> str:
@@ -94,14 +94,13 @@ def _top(names, logits) -> str:
     return escape("  ".join(f"{token_label(names[k])} {logits[k]:+.2f}" for k in order))
 
 
-def _all_positions_table(run, l, stage, w, tokens) -> Table:
-    cols = _columns(run, stage, tokens)
-    table = Table(title=f"layer {l + 1}, {stage.label}: attention of every position", title_justify="left")
+def _all_positions_table(a: Attention, tokens) -> Table:
+    table = Table()
     table.add_column("position")
-    for c in cols:
-        table.add_column(escape(c), justify="right")
+    for c in a.columns:
+        table.add_column(escape(column_label(c)), justify="right")
     for i, t in enumerate(tokens):
-        table.add_row(escape(f"{token_label(t)}@{i}"), *(f"{x:.2f}" if x >= SHOWN else "·" for x in w[i]))
+        table.add_row(escape(f"{token_label(t)}@{i}"), *(f"{x:.2f}" if x >= SHOWN else "·" for x in a.weights[i]))
     return table
 
 
@@ -124,8 +123,6 @@ def _final_logits(run: VariantRun, p: PromptRun) -> Table:
 
 def print_sweep(result, console: Console) -> None:
     """Accuracy per (variant, dim, temperature) cell, then per prompt."""
-    from assocmem.sweep import SweepResult  # noqa: F401  (type only)
-
     prompts = result.scenario.prompts
     n = len(result.cells[0].seeds) if result.cells else 0
     table = Table(title=f"{result.scenario.name}: share of (seed, prompt) pairs whose expectation holds, "
@@ -136,7 +133,7 @@ def print_sweep(result, console: Console) -> None:
     for c in result.cells:
         if c.margins is None:
             continue
-        fails = (c.margins <= 0).sum(axis=0)
+        fails = c.fails()
         worst = int(np.argmax(fails))
         most = f"{escape(prompts[worst].label)} ({fails[worst]}/{len(c.seeds)})" if fails[worst] else "—"
         acc = c.accuracy()

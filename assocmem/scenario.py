@@ -3,52 +3,22 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from assocmem import yamldoc
 from assocmem.errors import InputError, did_you_mean
 from assocmem.graph import Graph, concept_order, parse_concept, parse_relation
-from assocmem.layers import KINDS, POSITIONS, Layer, Stage
+from assocmem.mem import SIMILARITIES
+from assocmem.model import DTYPES, KINDS, MODEL_KEYS, Layer, Model, Option, Stage
 
 SCENARIO_KEYS = ("name", "description", "graph", "relations", "concepts", "tokenizer", "model", "variants", "prompts")
-VARIANT_KEYS = ("description", "check") + ("dim", "seed", "temperature", "similarity", "dtype", "pipeline")
+VARIANT_KEYS = ("description", "check") + MODEL_KEYS
 GRAPH_KEYS = ("description", "relations", "concepts")
-MODEL_KEYS = ("dim", "seed", "temperature", "similarity", "dtype", "pipeline")
 PROMPT_KEYS = ("text", "expect", "candidates", "name")
-STAGE_OPTIONS = {
-    "assoc": ("repeat", "positions", "temperature"),
-    "mlp": ("repeat", "positions", "temperature"),
-    "context": ("repeat", "positions", "temperature", "values"),
-    "feedback": ("repeat", "positions", "sign", "norm", "window"),
-}
-CHOICES = {"positions": POSITIONS, "values": ("stream", "tokens"), "sign": ("minus", "plus"), "norm": ("rms", "none")}
 TOKENIZERS = ("words", "chars")
 MAX_DIM = 1_000_000
 MAX_LAYERS = 10_000
-
-
-def default_pipeline() -> tuple[Layer, ...]:
-    """The default recipe: 10 error-feedback layers, then at the last position a context read whose keys are
-    the processed stream and whose values are the tokens' own vectors, then the associative memory.
-
-    The feedback layers make a cloze token (`ОНА ?`) most similar to the token that followed the earlier
-    occurrence of its predecessor (induction); the context read fetches that token's own vector, and the
-    associative memory maps it on (ВКУСНАЯ -> КАШУ).
-    """
-    feedback = tuple(Layer((Stage("feedback"),)) for _ in range(10))
-    readout = Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last")))
-    return feedback + (readout,)
-
-
-@dataclass(frozen=True)
-class Model:
-    dim: int = 1000              # d: random unit vectors of d = 1000 overlap by ~1/sqrt(d) = 0.03
-    seed: int = 0
-    temperature: float = 0.05    # softmax(cos / 0.05): a cosine of 1 beats noise of 0.03 by e^19
-    similarity: str = "cosine"   # cosine: scale-free, so RMSnorm gain and value sums do not change scores
-    dtype: str = "float64"
-    pipeline: tuple[Layer, ...] = field(default_factory=default_pipeline)
 
 
 @dataclass(frozen=True)
@@ -97,10 +67,26 @@ class Scenario:
 
 
 def load_graph(path: Path | str) -> Graph:
-    doc = yamldoc.load(path)
+    return _graph_file(yamldoc.load(path))
+
+
+def _graph_file(doc) -> Graph:
     data = _mapping(doc, (), "a graph file")
     _check_keys(doc, (), data, GRAPH_KEYS)
     return _graph_from(doc, data)
+
+
+def load_graph_or_scenario(path: Path | str, **overrides) -> tuple[Graph, Model, list[str]]:
+    """A graph file, or a scenario (a file with prompts): its graph, its model with the overrides (dim, seed,
+    temperature) laid over it, checked as a scenario's is, and the names its prompts add (none for a graph)."""
+    doc = yamldoc.load(path)
+    if isinstance(doc.data, dict) and "prompts" in doc.data:
+        scenario = load_scenario(path, **overrides)
+        return scenario.graph, scenario.model, scenario.vocabulary_names()
+    graph = _graph_file(doc)
+    model = replace(Model(), **{k: v for k, v in overrides.items() if v is not None})
+    _check_model(doc, model)
+    return graph, model, []
 
 
 def load_scenario(path: Path | str, **overrides) -> Scenario:
@@ -208,9 +194,9 @@ def _model(doc, where, data, valid, base: Model | None = None) -> Model:
         if key in data:
             values[key] = _number(doc, where + (key,), data[key], kind, positive=key != "seed")
     if "similarity" in data:
-        values["similarity"] = _choice(doc, where + ("similarity",), data["similarity"], ("cosine", "dot"))
+        values["similarity"] = _choice(doc, where + ("similarity",), data["similarity"], SIMILARITIES)
     if "dtype" in data:
-        values["dtype"] = _choice(doc, where + ("dtype",), data["dtype"], ("float64", "float32"))
+        values["dtype"] = _choice(doc, where + ("dtype",), data["dtype"], DTYPES)
     if "pipeline" in data:
         values["pipeline"] = _pipeline(doc, where + ("pipeline",), data["pipeline"])
     return replace(base, **values) if base else Model(**values)
@@ -279,6 +265,7 @@ def _pipeline(doc, where, data) -> tuple[Layer, ...]:
 
 
 def _stage(doc, where, entry) -> tuple[Stage, int]:
+    """`kind` or `{kind: {options}}`; the options, their choices and types are those model.KINDS gives the kind."""
     if isinstance(entry, str):
         kind, options = entry, {}
     elif isinstance(entry, dict) and len(entry) == 1:
@@ -289,19 +276,25 @@ def _stage(doc, where, entry) -> tuple[Stage, int]:
     else:
         raise doc.error(where, "a stage is a kind name or {kind: {options}}", "kinds: " + ", ".join(KINDS))
     if kind not in KINDS:
-        raise doc.error(where, f"unknown layer kind {kind!r}", did_you_mean(kind, KINDS + ("layer",)) or "kinds: " + ", ".join(KINDS))
+        raise doc.error(where, f"unknown layer kind {kind!r}", did_you_mean(kind, tuple(KINDS) + ("layer",)) or "kinds: " + ", ".join(KINDS))
     where_opts = where + (kind,)
-    _check_keys(doc, where_opts, options, STAGE_OPTIONS[kind])
-    values = {}
-    for key, value in options.items():
-        if key in CHOICES:
-            values[key] = _choice(doc, where_opts + (key,), value, CHOICES[key])
-        elif key == "temperature":
-            values[key] = _number(doc, where_opts + (key,), value, float)
-        elif key == "window":
-            values[key] = _number(doc, where_opts + (key,), value, int)
+    spec = KINDS[kind]
+    _check_keys(doc, where_opts, options, ("repeat",) + spec.option_names)
+    values = {key: _option(doc, where_opts + (key,), value, spec.option(key))
+              for key, value in options.items() if key != "repeat"}
     repeat = _number(doc, where_opts + ("repeat",), options["repeat"], int) if "repeat" in options else 1
     return Stage(kind, **values), repeat
+
+
+def _option(doc, where, value, option: Option):
+    if option.choices:
+        return _choice(doc, where, value, option.choices)
+    if option.type is str:
+        return _string(doc, where, value)
+    number = _number(doc, where, value, option.type)
+    if option.maximum is not None and number > option.maximum:
+        raise doc.error(where, f"{where[-1]} must be at most {option.maximum:g}, got {number}")
+    return number
 
 
 def tokenize(text: str, tokenizer: str) -> tuple[str, ...]:

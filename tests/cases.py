@@ -1,4 +1,5 @@
-"""Bad scenario files kept as data: (id, file text, what the error must say, the line it must name)."""
+"""Cases kept as data: bad scenario files (id, file text, what the error must say, the line it must name), and the
+published figures, pinned."""
 
 GOOD_PROMPTS = "prompts:\n  - text: a b\n"
 
@@ -42,3 +43,32 @@ BAD_SCENARIOS = [
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
 ) + "prompts: [a]\n"
+
+# Published figures, pinned: what `assocmem run scenarios/NAME.yaml` printed for each (variant, prompt) at the
+# model's seed, and what `assocmem sweep scenarios/NAME.yaml --seeds 3` printed per cell, both computed by the
+# code of commit 8fb7ff2 (before the model moved to model.py).  Tests compare them to 1e-6: loose enough for
+# another BLAS, tight enough that a planted bug in a margin, a candidate list or a memory row moves one.
+RUN_MARGINS = {
+    ("induction", "minus+rmsnorm"): (0.237792556,),
+    ("induction", "minus"): (0.095353828,),
+    ("induction", "plus"): (-1.016797052,),
+    ("long_context", "default"): (-0.081243547, -0.275358937, -0.181058156, -0.484425923, 0.035445166, -0.275591637),
+    ("long_context", "window1"): (0.553086205, 0.478209696, 0.539842353, 0.485710538, 0.555061234, 0.475578572),
+    ("multihop", "model"): (0.110164775, 0.129076924, 0.126460021, 0.146259369),
+    ("pronoun", "model"): (0.637290328, 0.573464142),   # the README's "PASS  expect КАШУ ... margin +0.637"
+    ("pronoun_seed", "model"): (0.045902245, 0.026054836),
+    ("successor", "model"): (0.391066653, 0.397204365, 0.412180597, 0.373481966, 0.406919374, 0.393221094,
+                             0.545530020, 0.531638451, 0.539110383, 0.528720868, 0.508265830, 0.386712741,
+                             0.366477005, 0.431161582, 0.388701851, 0.400819664, 0.409148966, 0.396329507),
+}
+SWEEP_3_SEEDS = {  # (scenario, variant): (accuracy, mean margin, worst margin) over seeds 0, 1, 2
+    ("induction", "minus+rmsnorm"): (1.0, 0.242505944, 0.237792556),
+    ("induction", "minus"): (1.0, 0.060304542, 0.024973402),
+    ("induction", "plus"): (0.0, -0.972552835, -1.016797052),
+    ("long_context", "default"): (1 / 18, -0.208475060, -0.484425923),
+    ("long_context", "window1"): (1.0, 0.501708892, 0.434812431),
+    ("multihop", "model"): (1.0, 0.122652089, 0.074414992),
+    ("pronoun", "model"): (1.0, 0.596348519, 0.536993744),
+    ("pronoun_seed", "model"): (4 / 6, 0.034595842, -0.007658770),
+    ("successor", "model"): (1.0, 0.436579597, 0.366477005),
+}

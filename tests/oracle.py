@@ -1,7 +1,9 @@
-"""A tiny, obviously correct float64 model: loops over prompts, positions and memory rows.  Everything is checked against it."""
+"""A tiny, obviously correct float64 model: loops over prompts, positions and memory rows.  Everything is checked
+against it: the stream, every stage's weights, the logit lens, the lens similarity, the logits and the margins."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,7 +18,7 @@ def sim(a, b, kind):
 
 
 def read(q, keys, values, temperature, kind):
-    """softmax(sim(q, k_j) / T) @ V, one row at a time."""
+    """softmax(sim(q, k_j) / T) @ V, one row at a time; returns the read and the weights."""
     if len(keys) == 0:
         return np.zeros_like(q), []
     scores = [sim(q, k, kind) / temperature for k in keys]
@@ -38,27 +40,69 @@ def selected(positions, i, n):
     return {"all": True, "last": i == n - 1, "before_last": i < n - 1}[positions]
 
 
-def run_prompt(tokens, keys, values, pipeline, temperature, kind):
-    """tokens (n, d) float64 -> final stream (n, d).  keys, values (M, d)."""
+@dataclass
+class Trace:
+    """One prompt.  weights[k]: (layer, stage index, kind, (n, columns) array), every stage in order."""
+
+    stream: np.ndarray          # (n, d)
+    weights: list
+    lens_logits: np.ndarray     # (layers + 1, V)
+    lens_similarity: np.ndarray  # (layers + 1, n)
+    logits: np.ndarray          # (V,)
+
+
+def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind) -> Trace:
+    """tokens (n, d), keys and values (M, d), vectors (V, d): the whole model on one prompt."""
     X = [np.array(t, dtype=np.float64) for t in tokens]
     E = [np.array(t, dtype=np.float64) for t in tokens]
-    n = len(X)
-    for layer in pipeline:
-        for st in layer.stages:
-            T = st.temperature or temperature
+    n, M = len(X), len(keys)
+    keys, values = list(keys), list(values)
+
+    def lens():
+        return [sim(X[-1], v, kind) for v in vectors], [sim(X[-1], x, kind) for x in X]
+
+    weights, lens_logits, lens_sim = [], [lens()[0]], [lens()[1]]
+    for l, layer in enumerate(pipeline):
+        for s, st in enumerate(layer.stages):
+            T = st.get("temperature") or temperature
+            W = np.zeros((n, M if st.kind in ("assoc", "mlp") else n))
             for i in range(n):
                 if not selected(st.positions, i, n):
                     continue
                 if st.kind == "assoc":
-                    X[i] = X[i] + read(X[i], list(keys), list(values), T, kind)[0]
+                    r, W[i] = read(X[i], keys, values, T, kind)
+                    X[i] = X[i] + r
                 elif st.kind == "mlp":
-                    X[i] = X[i] + read(X[i], list(values), list(keys), T, kind)[0]
-                elif st.kind == "context":
+                    r, W[i] = read(X[i], values, keys, T, kind)
+                    X[i] = X[i] + r
+                elif st.kind == "context" and i > 0:
                     vals = X[:i] if st.values == "stream" else E[:i]
-                    X[i] = X[i] + read(X[i], X[:i], vals, T, kind)[0]
+                    r, W[i, :i] = read(X[i], X[:i], vals, T, kind)
+                    X[i] = X[i] + r
                 elif st.kind == "feedback" and i > 0:
-                    past = X[max(0, i - st.window):i] if st.window else X[:i]
+                    first = max(0, i - st.window) if st.window else 0
+                    past = X[first:i]
+                    W[i, first:i] = 1 / len(past)
                     mean = sum(past) / len(past)
                     x = X[i] - mean if st.sign == "minus" else X[i] + mean
                     X[i] = rms_norm(x) if st.norm == "rms" else x
-    return np.array(X)
+            weights.append((l + 1, s, st.kind, W))
+        logit_row, sim_row = lens()
+        lens_logits.append(logit_row)
+        lens_sim.append(sim_row)
+    return Trace(np.array(X), weights, np.array(lens_logits), np.array(lens_sim), np.array(lens_logits[-1]))
+
+
+def run_prompt(tokens, keys, values, pipeline, temperature, kind):
+    """The final stream alone.  tokens (n, d) -> (n, d)."""
+    return trace_prompt(tokens, keys, values, np.zeros((0, len(tokens[0]))), pipeline, temperature, kind).stream
+
+
+def margin(logits, expect: int, candidates) -> tuple[float, int]:
+    """logits[expect] minus the best other candidate's logit, and the winner: the first best candidate."""
+    winner = candidates[0]
+    for c in candidates:
+        if logits[c] > logits[winner]:
+            winner = c
+    others = [logits[c] for c in candidates if c != expect]
+    return (logits[expect] - max(others) if others else math.inf), winner

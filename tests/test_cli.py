@@ -1,11 +1,15 @@
 """The real command in a subprocess: exit codes, tables, JSON, PNG files."""
 import json
 import struct
+import subprocess
+import sys
 
 import pytest
 
+from assocmem.backends.cupy_backend import CupyBackend
+from assocmem.errors import InputError
 from cases import BAD_SCENARIOS
-from conftest import cli, write
+from conftest import ROOT, cli, write
 
 
 def png_size(path):
@@ -55,9 +59,11 @@ def test_run_induction_writes_heatmaps(tmp_path):
 
 
 def test_all_positions_prints_every_position():
-    r = cli("run", "scenarios/pronoun_seed.yaml", "--all-positions", "--seed", "1")
-    assert r.returncode in (0, 1), r.stderr
-    assert "attention of every position" in r.stdout and "ВКУСНАЯ@6" in r.stdout
+    r = cli("run", "scenarios/pronoun.yaml", "--all-positions")
+    assert r.returncode == 0, r.stderr
+    assert "layer 11, context(values=tokens, last): attention over the earlier positions, row by position" in r.stdout
+    assert "layer 1, feedback(x-mean): averaging weights over the earlier positions, row by position" in r.stdout
+    assert "ВКУСНАЯ@6" in r.stdout
 
 
 def test_failing_expectation_exits_1(tmp_path):
@@ -85,10 +91,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, text, message, line):
     (["run", "scenarios/pronoun.yaml", "--dtype", "float16"], "--dtype"),
     (["sweep", "scenarios/pronoun.yaml", "--seeds", "0"], "--seeds"),
     (["sweep", "scenarios/pronoun.yaml", "--dims", "10,abc"], "comma-separated"),
+    (["sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--backend", "tpu"], "unknown backend 'tpu'"),
+    (["graph", "graphs/pronoun.yaml", "--dim", "0"], "dim must be between 1 and"),
+    (["graph", "graphs/pronoun.yaml", "--temperature", "0"], "temperature must be a positive number"),
 ])
 def test_bad_arguments_exit_2(args, message):
     r = cli(*args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stdout == ""
 
 
 def test_debug_shows_the_traceback():
@@ -114,3 +124,40 @@ def test_memory_budget_is_refused_with_the_need(tmp_path):
     path = write(tmp_path, "s.yaml", "prompts:\n  - text: " + " ".join(["a"] * 3000) + "\n")
     r = cli("run", path, "--max-memory", "0.01")
     assert r.returncode == 2 and "would need about" in r.stderr and "GiB" in r.stderr
+
+
+def test_the_cli_file_runs_as_a_script():
+    """assocmem/ on sys.path first (as `python assocmem/cli.py` puts it) must not shadow the standard library."""
+    r = subprocess.run([sys.executable, "assocmem/cli.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "run" in r.stdout and "sweep" in r.stdout and "graph" in r.stdout
+
+
+def test_cupy_without_cupy_or_gpu_is_one_line_exit_2():
+    try:
+        CupyBackend.load()
+        pytest.skip("this machine has a working cupy backend")
+    except InputError:
+        pass
+    r = cli("run", "scenarios/pronoun.yaml", "--backend", "cupy")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cupy backend" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_graph_command_report_png_and_heatmap(tmp_path):
+    r = cli("graph", "graphs/calendar.yaml", "--png", tmp_path / "g.png", "--heatmap", tmp_path / "h.png", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["relations"] == 12 and data["concepts"] == 19 and data["unused"] == ["День", "Месяц"]
+    assert ["1", "10", "11", "12", "2", "3", "4", "5", "6", "7", "8", "9"] in data["components"]
+    assert png_size(tmp_path / "g.png")[0] > 400 and png_size(tmp_path / "h.png")[0] > 400
+    assert data["files"] == [str(tmp_path / "g.png"), str(tmp_path / "h.png")]
+
+
+def test_graph_command_on_a_scenario_and_bad_input(tmp_path):
+    r = cli("graph", "scenarios/pronoun.yaml")
+    assert r.returncode == 0 and "crosstalk at dim 1000, seed 0" in r.stdout
+    bad = write(tmp_path, "g.yaml", "relations:\n  - a => b\n")
+    r = cli("graph", bad)
+    assert r.returncode == 2 and "g.yaml:2:" in r.stderr and "Traceback" not in r.stderr

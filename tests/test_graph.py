@@ -1,4 +1,7 @@
+"""Relation and concept lines -> records that keep their source line; concept order; the networkx view."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assocmem.errors import InputError
 from assocmem.graph import Graph, Term, concept_order, parse_concept, parse_relation
@@ -53,3 +56,19 @@ def test_networkx_view_has_relation_and_concept_edges():
     kinds = {(u, v): d["kind"] for u, v, d in nxg.edges(data=True)}
     assert kinds == {("ОНА", "МАША"): "assoc", ("ОНА", "КАШУ"): "assoc", ("4", "Апрель"): "concept",
                      ("Месяц", "Апрель"): "concept"}
+
+
+names = st.text(alphabet="АБВГДЕЖЗabc0123456789_", min_size=1, max_size=6)
+words = st.one_of(names, st.sampled_from(["=", "==", "->", "+", "-", "*", "0.5*", "=>", ":", "2", "0.5"]))
+relation_lines = st.lists(words, min_size=0, max_size=8).map(" ".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(line=relation_lines)
+def test_relation_parser_never_raises_anything_else(line):
+    for parse in (parse_relation, parse_concept):
+        try:
+            record = parse(line, "g.yaml", 1)
+        except InputError:
+            continue
+        assert record.source.text == line

@@ -1,24 +1,22 @@
-"""Each layer kind on hand-computed d = 4 cases, then the batched engine against the float64 loop oracle."""
+"""Each layer kind on hand-computed d = 4 cases, run through the reference backend's stage method."""
 import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import oracle
-from assocmem.backends import get_backend
-from assocmem.engine import apply_stage, run_pipeline
-from assocmem.layers import Layer, Stage
+from assocmem.backends import Backend
+from assocmem.layers import Inputs, feedback_weights
+from assocmem.model import KINDS, Stage
 
 e = np.eye(4)
 
 
-def one(stage, rows, keys=np.zeros((0, 4)), values=np.zeros((0, 4)), temperature=1.0, sim="cosine"):
-    backend = get_backend("numpy")
+def one(stage, rows, keys=np.zeros((0, 4)), values=np.zeros((0, 4)), temperature=1.0, sim="cosine", weights=False):
+    """One stage on one prompt of d = 4 rows: the updated rows (and the weights it recorded)."""
     X = np.array(rows, dtype=np.float64)[None, None]
-    apply_stage(stage, X, X.copy(), np.array([len(rows)]), keys[None], values[None], temperature, sim, backend)
-    return X[0, 0]
+    inputs = Inputs(X.copy(), np.array([len(rows)]), keys[None], values[None])
+    w = getattr(Backend(), KINDS[stage.kind].method)(X, inputs, stage, temperature, sim, True)
+    return (X[0, 0], w[0, 0]) if weights else X[0, 0]
 
 
 w = math.e / (math.e + 1)  # softmax over cosines [1, 0] at temperature 1
@@ -78,74 +76,26 @@ def test_rmsnorm_keeps_a_zero_row_finite():
     assert np.isfinite(X).all() and not X[1].any()
 
 
-KIND_MIX = [
-    (Layer((Stage("feedback"),)), Layer((Stage("context"), Stage("assoc"), Stage("mlp")))),
-    (Layer((Stage("assoc", positions="before_last"), Stage("context", positions="before_last"))),
-     Layer((Stage("context", positions="last", values="tokens"), Stage("mlp", positions="last")))),
-    (Layer((Stage("feedback", sign="plus", norm="none"), Stage("context", values="tokens", temperature=0.3))),
-     Layer((Stage("feedback", norm="none"), Stage("assoc", temperature=0.07)))),
-    # runs of identical feedback layers go to the backend as one call with repeats when not recording
-    (Layer((Stage("feedback"),)),) * 3 + (Layer((Stage("feedback", window=2),)),) * 2
-    + (Layer((Stage("feedback", positions="before_last"),)), Layer((Stage("feedback", positions="last"),)),
-       Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last")))),
-]
+def test_feedback_weights_are_the_mean_it_subtracts():
+    rows = [e[0], e[1], e[2], e[3]]
+    X, W = one(Stage("feedback", norm="none"), rows, weights=True)
+    np.testing.assert_allclose(W, [[0, 0, 0, 0], [1, 0, 0, 0], [0.5, 0.5, 0, 0], [1 / 3, 1 / 3, 1 / 3, 0]])
+    X, W = one(Stage("feedback", norm="none", window=2, positions="last"), rows, weights=True)
+    np.testing.assert_allclose(W, [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0.5, 0]])
+    np.testing.assert_allclose(X[3], e[3] - (e[1] + e[2]) / 2)
 
 
-def ragged_batch(seed=7, S=2, lengths=(7, 3, 1, 5), d=16, M=5, V=6):
-    rng = np.random.default_rng(seed)
-    lengths = np.array(lengths)
-    T = lengths.max()
-    tokens = rng.normal(size=(S, len(lengths), T, d)) / math.sqrt(d)
-    tokens[:, np.arange(T)[None, :] >= lengths[:, None]] = 0
-    keys, values = rng.normal(size=(S, M, d)) / 4, rng.normal(size=(S, M, d)) / 4
-    return tokens, lengths, keys, values, rng.normal(size=(S, V, d))
+@pytest.mark.parametrize("window", [None, 1, 3])
+def test_feedback_weights_rows_sum_to_one_past_position_0(window):
+    W = feedback_weights(np.array([6, 2]), Stage("feedback", window=window), 2, 6, np.float32)
+    assert W.shape == (2, 2, 6, 6) and W.dtype == np.float32
+    np.testing.assert_allclose(W[:, 0, 1:].sum(axis=-1), 1, rtol=1e-6)
+    assert not W[:, 0, 0].any() and not W[:, 1, 2:].any()
+    assert not np.triu(W[0, 0]).any()  # only earlier positions
 
 
-@pytest.mark.parametrize("record", [True, False], ids=["record", "fast"])
-@pytest.mark.parametrize("pipeline", KIND_MIX)
-@pytest.mark.parametrize("sim", ["cosine", "dot"])
-def test_engine_matches_oracle_on_random_ragged_batches(pipeline, sim, record, backend):
-    tokens, lengths, keys, values, vocab = ragged_batch()
-    trace = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.2, sim, backend, record=record)
-    S, P = tokens.shape[:2]
-    for s in range(S):
-        for p in range(P):
-            L = lengths[p]
-            want = oracle.run_prompt(tokens[s, p, :L], keys[s], values[s], pipeline, 0.2, sim)
-            if record:
-                np.testing.assert_allclose(trace.stream[s, p, :L], want, rtol=1e-9, atol=1e-12)
-                assert not trace.stream[s, p, L:].any()  # padding stays zero
-            logits = [oracle.sim(want[-1], v, sim) for v in vocab[s]]
-            np.testing.assert_allclose(trace.logits[s, p], logits, rtol=1e-9, atol=1e-12)
-
-
-def test_float32_stays_within_tolerance_of_float64(backend):
-    tokens, lengths, keys, values, vocab = ragged_batch(3, S=1, lengths=(9, 6, 4), d=256)
-    pipeline = KIND_MIX[0] * 3
-    t64 = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", backend)
-    f32 = [a.astype(np.float32) for a in (tokens, keys, values, vocab)]
-    t32 = run_pipeline(f32[0], lengths, *f32[1:], pipeline, 0.1, "cosine", backend, record=False)
-    # float32 has 24 bits; 9 layers of reads and norms lose a few more: 1e-4 absolute on cosines in [-1, 1].
-    np.testing.assert_allclose(t32.logits, t64.logits, atol=1e-4)
-
-
-stages = st.builds(Stage, kind=st.just("feedback"), positions=st.sampled_from(["all", "last", "before_last"]),
-                   sign=st.sampled_from(["minus", "plus"]), norm=st.sampled_from(["rms", "none"]),
-                   window=st.one_of(st.none(), st.integers(1, 4)))
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(stage=stages, repeats=st.integers(1, 4), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=6),
-       d=st.sampled_from([3, 40, 300]), S=st.integers(1, 2), seed=st.integers(0, 2**16))
-def test_feedback_repeats_match_the_oracle_for_any_stage(backend, stage, repeats, lengths, d, S, seed):
-    """One backend call with `repeats` against the oracle running that many layers, on every backend."""
-    tokens, lengths, *_ = ragged_batch(seed, S=S, lengths=lengths, d=d)
-    X = backend.asarray(tokens.copy())  # numpy backends would update tokens itself
-    backend.feedback(X, backend.asarray(lengths), stage, repeats)
-    X = backend.to_numpy(X)
-    pipeline = (Layer((stage,)),) * repeats
-    for s in range(S):
-        for p, L in enumerate(lengths):
-            want = oracle.run_prompt(tokens[s, p, :L], np.zeros((0, d)), np.zeros((0, d)), pipeline, 1.0, "cosine")
-            np.testing.assert_allclose(X[s, p, :L], want, rtol=1e-9, atol=1e-9)
-            assert not X[s, p, L:].any()
+def test_context_weights_are_recorded_in_position_order():
+    X, W = one(Stage("context", temperature=0.01), [e[0], e[1], e[0]], weights=True)
+    assert W[2].argmax() == 0 and W[1, 0] == 1 and not W[0].any()
+    X, W = one(Stage("context", positions="last", temperature=0.01), [e[0], e[1], e[0]], weights=True)
+    assert W[2].argmax() == 0 and not W[:2].any()

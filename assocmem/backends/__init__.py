@@ -7,15 +7,21 @@ import numpy as np
 
 from assocmem import layers
 from assocmem.errors import InputError
+from assocmem.model import KINDS, Stage
 
 NAMES = ("numpy", "cupy", "auto")
 
 
 class Backend:
-    """Each stage kind, on one batch, written once against the array module `xp`.  A backend that has a
-    faster way to run a kind (cache-sized chunks, a CUDA kernel) overrides that method and nothing else.
+    """Runs stages on one batch, written once against the array module `xp`.
 
-    Shapes: X, tokens (S, P, T, d) on the backend, updated in place; lengths (P,); keys, values (S, M, d).
+    KINDS[kind].method names the stage method that runs a kind: static (assoc, mlp), context or feedback.  Each
+    takes (X, inputs, stage, temperature, sim, record), updates X in place and returns the stage's weights,
+    (S, P, T, columns), when recording (else None).  A backend with a faster way to do the work (cache-sized
+    blocks, a CUDA kernel) overrides read_static, scan_feedback or a stage method, and nothing else.
+
+    Shapes: X (S, P, T, d) on the backend; inputs: layers.Inputs, tokens (S, P, T, d), lengths (P,), keys and
+    values (S, M, d).
     """
 
     name = "reference"
@@ -32,18 +38,34 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until queued work is done, so a timer around it measures the work (a no-op on the CPU)."""
 
-    def feedback(self, X, lengths, stage: layers.Stage, repeats: int = 1) -> None:
-        layers.feedback_scan(X, lengths, stage, repeats, self.xp)
+    # ------------------------------------------------------------------ stage methods, named in model.KINDS
 
-    def context(self, X, tokens, lengths, stage: layers.Stage, temperature, sim, record):
-        T = X.shape[2]
+    def static(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
+        """A read of the compiled memory, with the keys and values the kind's table entry names."""
+        keys, values = (getattr(inputs, name) for name in KINDS[stage.kind].memory)
+        select = layers.selected_positions(stage.positions, inputs.lengths, X.shape[2], self.xp)
+        return self.read_static(X, keys, values, select, temperature, sim, record)
+
+    def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
         if stage.positions == "last":
-            return layers.context_last(X, tokens, lengths, temperature, sim, stage.values, self.xp, record)
-        select = layers.selected_positions(stage.positions, lengths, T, self.xp)
-        return layers.context_scan(X, tokens, select, temperature, sim, stage.values, self.xp, record)
+            return layers.context_last(X, inputs.tokens, inputs.lengths, temperature, sim, stage.values, self.xp, record)
+        select = layers.selected_positions(stage.positions, inputs.lengths, X.shape[2], self.xp)
+        return layers.context_scan(X, inputs.tokens, select, temperature, sim, stage.values, self.xp, record)
 
-    def static(self, X, keys, values, select, temperature, sim, record):
+    def feedback(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record, repeats: int = 1):
+        """`repeats` feedback stages in one call; the weights are the averaging weights the scan used."""
+        self.scan_feedback(X, inputs.lengths, stage, repeats)
+        if record:
+            return layers.feedback_weights(inputs.lengths, stage, X.shape[0], X.shape[2], X.dtype, self.xp)
+        return None
+
+    # ------------------------------------------------------------------ the work itself, where backends differ
+
+    def read_static(self, X, keys, values, select, temperature, sim, record):
         return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows)
+
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
+        layers.feedback_scan(X, lengths, stage, repeats, self.xp)
 
 
 @cache

@@ -9,6 +9,7 @@ import numpy as np
 from assocmem import layers
 from assocmem.backends import Backend
 from assocmem.errors import InputError
+from assocmem.model import Stage
 
 KERNEL_FILES = ("feedback_scan.cu", "context_scan.cu", "softmax_rows.cu")
 # As in kernels/common.cuh: a thread holds ROW_SLOTS elements of a row, so one block of at most 1024 threads
@@ -42,9 +43,9 @@ class KernelBackend(Backend):
     def _launch(self, base: str, dtype, grid: int, block: int, *args) -> None:
         self.function(f"{base}_{SUFFIX[np.dtype(dtype)]}")((grid,), (block,), args)
 
-    def feedback(self, X, lengths, stage: layers.Stage, repeats: int = 1) -> None:
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
         if not self._fits(X):
-            return super().feedback(X, lengths, stage, repeats)
+            return super().scan_feedback(X, lengths, stage, repeats)
         S, P, T, d = X.shape
         real = X.dtype.type
         self._launch("feedback_scan", X.dtype, S * P, threads_for(d), X, self._lengths(lengths), np.int32(P),
@@ -52,17 +53,17 @@ class KernelBackend(Backend):
                      real(-1.0 if stage.sign == "minus" else 1.0), np.int32(stage.norm == "rms"),
                      np.int32(stage.window or 0), real(layers.RMS_EPS))
 
-    def context(self, X, tokens, lengths, stage: layers.Stage, temperature, sim, record):
+    def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
         if record or stage.values != "stream" or stage.positions == "last" or not self._fits(X):
-            return super().context(X, tokens, lengths, stage, temperature, sim, record)
+            return super().context(X, inputs, stage, temperature, sim, record)
         S, P, T, d = X.shape
         norms = self.xp.empty((S * P, T), dtype=X.dtype)
-        self._launch("context_scan", X.dtype, S * P, threads_for(d), X, self._lengths(lengths), norms, np.int32(P),
+        self._launch("context_scan", X.dtype, S * P, threads_for(d), X, self._lengths(inputs.lengths), norms, np.int32(P),
                      np.int32(T), np.int32(d), np.int32(POSITIONS[stage.positions]), np.int32(sim == "cosine"),
                      X.dtype.type(1.0 / temperature))
         return None
 
-    def static(self, X, keys, values, select, temperature, sim, record):
+    def read_static(self, X, keys, values, select, temperature, sim, record):
         fused = self._softmax_rows if X.dtype in SUFFIX else None
         return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows, fused)
 

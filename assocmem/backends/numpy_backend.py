@@ -9,6 +9,7 @@ import numpy as np
 
 from assocmem import layers
 from assocmem.backends import Backend
+from assocmem.model import Stage
 
 # One position of a block, (rows, d), is at most 2 MiB: a step reads that position, the one before it and
 # the running sum, and all three stay in cache (1 MiB L2 and 32 MiB L3 on the 2-core EPYC we measured).
@@ -32,11 +33,11 @@ class NumpyBackend(Backend):
         self._pool = None
         self._scratch = threading.local()  # a thread's position-major buffer, kept between blocks and calls
 
-    def feedback(self, X, lengths, stage: layers.Stage, repeats: int = 1) -> None:
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
         """Blocks of prompts, each copied position-major, run through every repeat while it is in cache, and
         copied back.  Blocks are independent, so they run on a thread each (numpy lets go of the GIL in its loops)."""
         if not X.flags.c_contiguous:  # the blocks below write through a reshaped view
-            return super().feedback(X, lengths, stage, repeats)
+            return super().scan_feedback(X, lengths, stage, repeats)
         S, P, T, d = X.shape
         rows = X.reshape(S * P, T, d)
         lens = np.tile(lengths, S)

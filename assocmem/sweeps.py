@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
-from assocmem.backends import Backend
-from assocmem.engine import DEFAULT_MAX_MEMORY, expectation_margins, plan_passes, prepare, run_pipeline
-from assocmem.scenario import Scenario, Variant
+from assocmem.backends import Backend, get_backend
+from assocmem.budget import DEFAULT_MAX_MEMORY, plan_passes
+from assocmem.compile import compile_scenario
+from assocmem.engine import passes
+from assocmem.readout import holds, share_held
+from assocmem.scenario import Scenario, Variant, load_scenario
 
 
-@dataclass
+@dataclass(repr=False)
 class Cell:
     """One (variant, dim, temperature) cell.  margins: (seeds, prompts), NaN for prompts that expect nothing."""
 
@@ -21,17 +25,20 @@ class Cell:
     seeds: list[int] = field(default_factory=list)
     margins: np.ndarray | None = None
 
-    @property
-    def passed(self) -> np.ndarray:
-        return self.margins > 0
-
     def accuracy(self, prompt: int | None = None) -> float:
-        m = self.margins if prompt is None else self.margins[:, [prompt]]
-        held = m[~np.isnan(m)]
-        return float((held > 0).mean()) if held.size else float("nan")
+        """The share of (seed, prompt) pairs whose expectation holds, of one prompt or of all."""
+        return share_held(self.margins if prompt is None else self.margins[:, [prompt]])
+
+    def fails(self) -> np.ndarray:
+        """Per prompt, how many seeds its expectation fails on (0 for a prompt that expects nothing)."""
+        return (~holds(self.margins) & ~np.isnan(self.margins)).sum(axis=0)
+
+    def __repr__(self) -> str:
+        done = "" if self.margins is None else f", accuracy {self.accuracy():.3f}"
+        return f"<Cell {self.variant} d={self.dim} T={self.temperature:g}: {len(self.seeds)} seeds{done}>"
 
 
-@dataclass
+@dataclass(repr=False)
 class SweepResult:
     scenario: Scenario
     cells: list[Cell]
@@ -40,9 +47,12 @@ class SweepResult:
     @property
     def accuracy(self) -> float:
         """Share of all (seed, prompt) pairs, over every checked cell, whose expectations hold."""
-        m = np.concatenate([c.margins.ravel() for c in self.cells if c.check and c.margins is not None] or [np.array([])])
-        m = m[~np.isnan(m)]
-        return float((m > 0).mean()) if m.size else float("nan")
+        return share_held(np.concatenate([c.margins.ravel() for c in self.cells if c.check and c.margins is not None]
+                                         or [np.array([])]))
+
+    def __repr__(self) -> str:
+        return "\n  ".join([f"<SweepResult {self.scenario.name}: accuracy {self.accuracy:.4f}"
+                            + ("" if self.complete else " (interrupted)")] + [repr(c) for c in self.cells]) + ">"
 
     def to_dict(self) -> dict:
         prompts = self.scenario.prompts
@@ -70,20 +80,14 @@ def _nan(x) -> float | None:
 
 
 def run_cell(scenario: Scenario, variant: Variant, seeds, backend: Backend | None = None,
-             prompts_per_pass: int | None = None):
+             prompts_per_pass: int | None = None) -> np.ndarray:
     """Margins (len(seeds), prompts) of one variant: every seed in one batched pass, the prompts in passes
     of prompts_per_pass (default all)."""
     model = variant.model
-    batch = prepare(scenario, model, seeds)
-    P = len(scenario.prompts)
-    step = prompts_per_pass or P
-    margins = []
-    for start in range(0, P, step):
-        tokens, lengths = batch.tokens(start, start + step)
-        trace = run_pipeline(tokens, lengths, batch.memory.keys, batch.memory.values, batch.vocab.vectors,
-                             model.pipeline, model.temperature, model.similarity, backend, record=False)
-        margins.append(expectation_margins(trace.logits, scenario.prompts[start:start + step], batch.vocab)[0])
-    return np.concatenate(margins, axis=1)
+    compiled = compile_scenario(scenario, model, seeds)
+    step = prompts_per_pass or len(scenario.prompts)
+    return np.concatenate([p.margins for p in passes(compiled, model, scenario.prompts, step, backend, record=False)],
+                          axis=1)
 
 
 def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant, int, float]]:
@@ -95,11 +99,22 @@ def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant
     return cells
 
 
-def sweep(scenario: Scenario, seeds, dims=None, temperatures=None, max_memory: int = DEFAULT_MAX_MEMORY,
-          on_step=None, backend: Backend | None = None) -> SweepResult:
-    """Every cell over every seed.  on_step(n_seeds_done) is called after each batched pass.
-    A KeyboardInterrupt stops cleanly: the result holds what was finished and complete=False."""
-    seeds = list(seeds)
+def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=None,
+          max_memory: int = DEFAULT_MAX_MEMORY, on_step=None, backend: Backend | str | None = None,
+          **overrides) -> SweepResult:
+    """Every cell over every seed.  `scenario` may be a path (overrides: dim, seed, ... as for run()); `seeds` a
+    count (seeds 0..n-1) or the seeds themselves; backend a Backend or a name.  on_step(n_seeds_done) is called
+    after each batched pass.  A KeyboardInterrupt stops cleanly: the result holds what was finished and
+    complete=False.
+
+    >>> sweep("scenarios/pronoun.yaml", seeds=3).accuracy  # doctest: +SKIP
+    1.0
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario, **overrides)
+    if backend is None or isinstance(backend, str):
+        backend = get_backend(backend or "numpy")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     result = SweepResult(scenario, [])
     try:
         for variant, d, t in plan(scenario, dims, temperatures):

@@ -1,4 +1,4 @@
-"""What a relation graph defines, how it is wired (networkx), and where its vectors crowd each other."""
+"""What a relation graph defines, how it is wired (networkx), and where its vectors crowd each other (crosstalk)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,8 @@ import numpy as np
 
 from assocmem.graph import Graph
 from assocmem.mem import unit
+from assocmem.model import Model
+from assocmem.scenario import load_graph_or_scenario
 from assocmem.vectors import Vocabulary
 
 CROWDED = 3.0  # a softmax at temperature T cannot tell apart two keys whose cosines differ by < 3 T (weights within e^3)
@@ -24,7 +26,7 @@ class GraphReport:
     components: list[list[str]]  # strongly connected components of more than one name
     only_keys: list[str]         # never a value: nothing leads to them
     only_values: list[str]       # never a key: reading stops there
-    unused: list[str]            # in no relation at all (concept terms only, or prompt-only tokens)
+    unused: list[str]            # graph names in no relation (concept terms only); prompt-only tokens are not counted
     key_crosstalk: list[tuple[str, str, float]]      # the largest cosines between distinct key rows
     concept_crosstalk: list[tuple[str, str, float]]  # the largest cosines between distinct concepts
     ambiguous: list[str]         # warnings
@@ -44,7 +46,8 @@ def top_pairs(names, vectors, n: int = 5) -> list[tuple[str, str, float]]:
     return [(names[i[k]], names[j[k]], float(c[i[k], j[k]])) for k in order]
 
 
-def inspect_graph(graph: Graph, dim: int, seed: int, temperature: float, extra_names=()) -> GraphReport:
+def graph_report(graph: Graph, dim: int, seed: int, temperature: float, extra_names=()) -> GraphReport:
+    """Structure (networkx) and crosstalk at `dim` of a graph; extra_names: tokens that only prompts use."""
     g = graph.to_networkx()
     rel = nx.DiGraph([(u, v) for u, v, d in g.edges(data=True) if d["kind"] != "concept"])
     rel.add_nodes_from(g.nodes)
@@ -78,3 +81,18 @@ def inspect_graph(graph: Graph, dim: int, seed: int, temperature: float, extra_n
         only_keys=sorted(keys - values), only_values=sorted(values - keys),
         unused=sorted(set(g.nodes) - keys - values - set(concept_names)),
         key_crosstalk=key_ct, concept_crosstalk=concept_ct, ambiguous=warnings)
+
+
+def report_file(path, dim: int | None = None, seed: int | None = None,
+                temperature: float | None = None) -> tuple[GraphReport, Graph, Model]:
+    """The report of a graph file, or of a scenario's graph with its prompts' tokens, at the file's model (the
+    defaults for a graph file) with dim, seed and temperature laid over it; a bad value is an InputError."""
+    graph, model, extra = load_graph_or_scenario(path, dim=dim, seed=seed, temperature=temperature)
+    return graph_report(graph, model.dim, model.seed, model.temperature, extra), graph, model
+
+
+def concept_vectors(graph: Graph, model: Model) -> tuple[list[str], np.ndarray]:
+    """The concepts' names and vectors in the model's codebook.  Shapes: -> (concepts, d)."""
+    vocab = Vocabulary.build(graph.names(), graph.concepts, [model.seed], model.dim)
+    names = [c.name for c in graph.concepts]
+    return names, vocab.vectors[0, [vocab.index[n] for n in names]]

@@ -1,0 +1,138 @@
+"""The engine on every backend against the float64 loop oracle, on random ragged batches: the stream, every
+stage's weights, the logit lens, the lens similarity, the logits and the margins with candidates."""
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import oracle
+from assocmem.engine import NumericalError, run_pipeline
+from assocmem.model import KINDS, Layer, Stage
+from assocmem.readout import margins
+
+KIND_MIX = [
+    (Layer((Stage("feedback"),)), Layer((Stage("context"), Stage("assoc"), Stage("mlp")))),
+    (Layer((Stage("assoc", positions="before_last"), Stage("context", positions="before_last"))),
+     Layer((Stage("context", positions="last", values="tokens"), Stage("mlp", positions="last")))),
+    (Layer((Stage("feedback", sign="plus", norm="none"), Stage("context", values="tokens", temperature=0.3))),
+     Layer((Stage("feedback", norm="none", window=2), Stage("assoc", temperature=0.07)))),
+    # runs of identical feedback layers go to the backend as one call with repeats when not recording
+    (Layer((Stage("feedback"),)),) * 3 + (Layer((Stage("feedback", window=2),)),) * 2
+    + (Layer((Stage("feedback", positions="before_last"),)), Layer((Stage("feedback", positions="last"),)),
+       Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last")))),
+]
+LENGTHS = (7, 3, 1, 5)
+
+
+def ragged_batch(seed=7, S=2, lengths=LENGTHS, d=16, M=5, V=6):
+    """S codebooks of P prompts of the given lengths, zero-padded, a memory of M rows and V vocabulary vectors."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array(lengths)
+    T = lengths.max()
+    tokens = rng.normal(size=(S, len(lengths), T, d)) / math.sqrt(d)
+    tokens[:, np.arange(T)[None, :] >= lengths[:, None]] = 0
+    keys, values = rng.normal(size=(S, M, d)) / 4, rng.normal(size=(S, M, d)) / 4
+    return tokens, lengths, keys, values, rng.normal(size=(S, V, d))
+
+
+@cache
+def oracle_traces(pipeline_id: int, sim: str):
+    """oracle.trace_prompt for every (codebook, prompt) of the ragged batch: computed once, checked on every backend."""
+    tokens, lengths, keys, values, vocab = ragged_batch()
+    return [[oracle.trace_prompt(tokens[s, p, :L], keys[s], values[s], vocab[s], KIND_MIX[pipeline_id], 0.2, sim)
+             for p, L in enumerate(lengths)] for s in range(tokens.shape[0])]
+
+
+CLOSE = dict(rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("record", [True, False], ids=["record", "fast"])
+@pytest.mark.parametrize("pipeline_id", range(len(KIND_MIX)))
+@pytest.mark.parametrize("sim", ["cosine", "dot"])
+def test_engine_matches_the_oracle_on_random_ragged_batches(pipeline_id, sim, record, backend):
+    tokens, lengths, keys, values, vocab = ragged_batch()
+    trace = run_pipeline(tokens, lengths, keys, values, vocab, KIND_MIX[pipeline_id], 0.2, sim, backend, record=record)
+    want = oracle_traces(pipeline_id, sim)
+    rng = np.random.default_rng(pipeline_id)  # random candidates, the expected one among them
+    expect = [int(rng.integers(vocab.shape[1])) for _ in lengths]
+    candidates = [sorted({e} | set(rng.choice(vocab.shape[1], size=3, replace=False).tolist())) for e in expect]
+    got_margins, got_winners = margins(trace.logits, expect, candidates)
+    for s, prompts in enumerate(want):
+        for p, w in enumerate(prompts):
+            L = lengths[p]
+            np.testing.assert_allclose(trace.logits[s, p], w.logits, **CLOSE)
+            m, winner = oracle.margin(w.logits, expect[p], candidates[p])
+            np.testing.assert_allclose(got_margins[s, p], m, **CLOSE)
+            assert got_winners[s, p] == winner
+            if not record:
+                continue
+            np.testing.assert_allclose(trace.stream[s, p, :L], w.stream, **CLOSE)
+            assert not trace.stream[s, p, L:].any()  # padding stays zero
+            np.testing.assert_allclose(trace.lens_logits[s, p], w.lens_logits, **CLOSE)
+            np.testing.assert_allclose(trace.lens_similarity[s, p, :, :L], w.lens_similarity, **CLOSE)
+            assert len(trace.stages) == len(w.weights)
+            for got, (layer, index, kind, weights) in zip(trace.stages, w.weights):
+                assert (got.layer, got.index, got.kind) == (layer, index, kind)
+                C = weights.shape[1]
+                np.testing.assert_allclose(got.weights[s, p, :L, :C], weights, **CLOSE, err_msg=got.stage.label)
+                assert not got.weights[s, p, L:].any() and not got.weights[s, p, :, C:].any()  # padding has no weight
+
+
+def test_the_trace_names_each_stage_and_what_its_columns_are():
+    tokens, lengths, keys, values, vocab = ragged_batch()
+    trace = run_pipeline(tokens, lengths, keys, values, vocab, KIND_MIX[0], 0.2, "cosine")
+    assert [(r.layer, r.index, r.kind, r.columns, r.over) for r in trace.stages] == [
+        (1, 0, "feedback", "averaging", "positions"), (2, 0, "context", "positions", "positions"),
+        (2, 1, "assoc", "memory", "memory"), (2, 2, "mlp", "memory", "memory")]
+    T, M = tokens.shape[2], keys.shape[1]
+    assert [r.weights.shape[-1] for r in trace.stages] == [T, T, M, M]
+    assert [r.kind for r in trace.layer(2)] == ["context", "assoc", "mlp"]
+    assert trace.lens_logits.shape[2] == len(KIND_MIX[0]) + 1
+
+
+def test_every_kind_is_covered_by_the_oracle_batches():
+    used = {s.kind for pipeline in KIND_MIX for layer in pipeline for s in layer.stages}
+    assert used == set(KINDS)
+
+
+def test_float32_stays_within_tolerance_of_float64(backend):
+    tokens, lengths, keys, values, vocab = ragged_batch(3, S=1, lengths=(9, 6, 4), d=256)
+    pipeline = KIND_MIX[0] * 3
+    t64 = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", backend)
+    f32 = [a.astype(np.float32) for a in (tokens, keys, values, vocab)]
+    t32 = run_pipeline(f32[0], lengths, *f32[1:], pipeline, 0.1, "cosine", backend, record=False)
+    # float32 has 24 bits; 9 layers of reads and norms lose a few more: 1e-4 absolute on cosines in [-1, 1].
+    np.testing.assert_allclose(t32.logits, t64.logits, atol=1e-4)
+
+
+stages = st.builds(Stage, kind=st.just("feedback"), positions=st.sampled_from(["all", "last", "before_last"]),
+                   sign=st.sampled_from(["minus", "plus"]), norm=st.sampled_from(["rms", "none"]),
+                   window=st.one_of(st.none(), st.integers(1, 4)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stage=stages, repeats=st.integers(1, 4), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+       d=st.sampled_from([3, 40, 300]), S=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_feedback_repeats_match_the_oracle_for_any_stage(backend, stage, repeats, lengths, d, S, seed):
+    """One backend call with `repeats` against the oracle running that many layers, on every backend."""
+    tokens, lengths, *_ = ragged_batch(seed, S=S, lengths=lengths, d=d)
+    X = backend.asarray(tokens.copy())  # numpy backends would update tokens itself
+    backend.scan_feedback(X, backend.asarray(lengths), stage, repeats)
+    X = backend.to_numpy(X)
+    pipeline = (Layer((stage,)),) * repeats
+    for s in range(S):
+        for p, L in enumerate(lengths):
+            want = oracle.run_prompt(tokens[s, p, :L], np.zeros((0, d)), np.zeros((0, d)), pipeline, 1.0, "cosine")
+            np.testing.assert_allclose(X[s, p, :L], want, rtol=1e-9, atol=1e-9)
+            assert not X[s, p, L:].any()
+
+
+def test_a_stream_that_overflows_names_the_layer_and_stage():
+    tokens, lengths, keys, values, vocab = (a.astype(np.float32) for a in ragged_batch(S=1, lengths=(30,), d=8))
+    pipeline = (Layer((Stage("feedback", sign="plus", norm="none"),)),) * 3000
+    for record, where in ((True, r"layer \d+"), (False, r"layers 1-3000")):
+        with pytest.raises(NumericalError, match=rf"stopped being finite in {where}, stage feedback\(x\+mean, no norm\)"):
+            run_pipeline(tokens, lengths.astype(int), keys, values, vocab, pipeline, 0.1, "dot", record=record)
