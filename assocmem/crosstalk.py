@@ -46,6 +46,13 @@ def top_pairs(names, vectors, n: int = 5) -> list[tuple[str, str, float]]:
     return [(names[i[k]], names[j[k]], float(c[i[k], j[k]])) for k in order]
 
 
+def _rotated(cycle: list[str], first: dict[str, int]) -> list[str]:
+    """The same cycle, starting at its name mentioned first in the graph (networkx starts anywhere: its sets
+    of names follow the interpreter's string hashing, which changes from run to run)."""
+    k = min(range(len(cycle)), key=lambda i: first[cycle[i]])
+    return cycle[k:] + cycle[:k]
+
+
 def graph_report(graph: Graph, dim: int, seed: int, temperature: float, extra_names=()) -> GraphReport:
     """Structure (networkx) and crosstalk at `dim` of a graph; extra_names: tokens that only prompts use."""
     g = graph.to_networkx()
@@ -63,6 +70,7 @@ def graph_report(graph: Graph, dim: int, seed: int, temperature: float, extra_na
     concept_names = [c.name for c in graph.concepts]
     concept_vecs = vocab.vectors[0, [index[c] for c in concept_names]] if concept_names else np.zeros((0, dim))
     key_ct, concept_ct = top_pairs(key_labels, key_vecs), top_pairs(concept_names, concept_vecs)
+    first = {n: i for i, n in enumerate(g.nodes)}  # order of first mention: cycles start at their earliest name
     warnings = []
     for a, b, c in key_ct:
         if c > 1 - CROWDED * temperature:
@@ -76,8 +84,8 @@ def graph_report(graph: Graph, dim: int, seed: int, temperature: float, extra_na
         tokens=len(set(vocab.names) - set(concept_names)), relations=len(graph.relations), concepts=len(concept_names),
         fan_out={n: rel.out_degree(n) for n in rel.nodes if rel.out_degree(n)},
         fan_in={n: rel.in_degree(n) for n in rel.nodes if rel.in_degree(n)},
-        cycles=[c for c in nx.simple_cycles(rel)][:20],
-        components=[sorted(c) for c in nx.strongly_connected_components(rel) if len(c) > 1],
+        cycles=sorted((_rotated(c, first) for c in nx.simple_cycles(rel)), key=lambda c: [first[n] for n in c])[:20],
+        components=sorted((sorted(c) for c in nx.strongly_connected_components(rel) if len(c) > 1)),
         only_keys=sorted(keys - values), only_values=sorted(values - keys),
         unused=sorted(set(g.nodes) - keys - values - set(concept_names)),
         key_crosstalk=key_ct, concept_crosstalk=concept_ct, ambiguous=warnings)
