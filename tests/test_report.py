@@ -78,3 +78,11 @@ def test_a_sweep_table_shows_each_cells_accuracy_and_margins():
         assert f"{c.accuracy():.3f}" in text and f"{np.nanmean(c.margins):+.3f}" in text
         assert f"{np.nanmin(c.margins):+.3f}" in text
     assert f"accuracy over every checked cell: {result.accuracy:.4f}" in text
+
+
+def test_a_failing_margin_keeps_its_sign():
+    result = run(ROOT / "scenarios" / "induction.yaml")
+    text = printed(result)
+    plus = result.variants[2].prompts[0].expectation
+    assert plus.margin < 0
+    assert f"FAIL  expect D: winner {token_label(plus.winner)}, margin {plus.margin:+.3f} (not checked)" in text

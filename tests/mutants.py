@@ -1,0 +1,258 @@
+"""Planted bugs, one at a time, in a copy of the repository: for each, a test must fail.
+
+    .venv/bin/python tests/mutants.py                     # every mutant (a few minutes)
+    .venv/bin/python tests/mutants.py lens-zeroed ...     # some, by id
+    .venv/bin/python tests/mutants.py --list
+
+Each mutant replaces one piece of text (found exactly once) in one file of a temporary copy, runs the tests
+that cover that file (stopping at the first failure), and, if none fails, the whole suite before calling it a
+survivor.  Not part of the suite, which it runs dozens of times; tests/test_mutants.py checks that every
+mutant still applies to the code as it is.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Mutant(NamedTuple):
+    id: str
+    file: str        # relative to the repository
+    old: str         # found exactly once in the file
+    new: str
+    tests: tuple     # test files (in tests/) run first
+    what: str
+
+
+ENGINE = ("test_engine.py",)
+RUNS = ("test_runs.py",)
+
+MUTANTS = [
+    # ---------------------------------------------------------------- the review's planted bugs (issue 11)
+    Mutant("context-scan-reversed", "assocmem/layers.py",
+           "weights[:, :, i, :i] = xp.where(active[None, :, None], read.weights[:, :, 0], 0)",
+           "weights[:, :, i, :i] = xp.where(active[None, :, None], read.weights[:, :, 0, ::-1], 0)",
+           ("test_layers.py",) + ENGINE, "context attention recorded in reverse order (the scan)"),
+    Mutant("context-last-reversed", "assocmem/layers.py",
+           "weights[:, p, last] = read.weights[:, :, 0]", "weights[:, p, last] = read.weights[:, :, 0, ::-1]",
+           ("test_layers.py",) + ENGINE, "context attention recorded in reverse order (the last-position read)"),
+    Mutant("lens-logits-zeroed", "assocmem/engine.py",
+           "xp.stack(lens_logits, axis=2)", "xp.stack(lens_logits, axis=2) * 0", ENGINE + RUNS, "lens_logits zeroed"),
+    Mutant("lens-similarity-zeroed", "assocmem/engine.py",
+           "xp.stack(lens_sim, axis=2)", "xp.stack(lens_sim, axis=2) * 0", ENGINE + RUNS, "lens_similarity zeroed"),
+    Mutant("margin-plus-0.05", "assocmem/readout.py",
+           "out[:, j] = scores[:, e] - best_other", "out[:, j] = scores[:, e] - best_other + 0.05",
+           ("test_readout.py",) + ENGINE + RUNS, "+0.05 added to every margin"),
+    Mutant("candidates-ignored", "assocmem/readout.py",
+           "for c in (p.candidates or vocab.names)]", "for c in vocab.names]",
+           ("test_readout.py",) + RUNS, "a prompt's candidates ignored"),
+    Mutant("rewrite-without-key", "assocmem/compile.py",
+           "vocab.sum_of(r.value) - (key if r.kind == \"rewrite\" else 0)", "vocab.sum_of(r.value)",
+           ("test_compile.py",) + RUNS, "a rewrite's value row without - vec(KEY)"),
+    Mutant("sum-keys-not-normalised", "assocmem/compile.py",
+           "keys[:, m] = unit(key) if len(r.key) > 1 else key", "keys[:, m] = key",
+           ("test_compile.py",) + RUNS, "sum keys not normalised"),
+    Mutant("weights-not-cut-to-prompt", "assocmem/runs.py",
+           "r.weights[0, j, :T, :len(columns)]", "r.weights[0, j, :T]",
+           RUNS + ("test_report.py",), "context weights not cut to the prompt's length"),
+    Mutant("unused-names-empty", "assocmem/crosstalk.py",
+           "unused=sorted(set(g.nodes) - keys - values - set(concept_names)),", "unused=[],",
+           ("test_crosstalk.py", "test_cli.py"), "graph's unused-name list always empty"),
+    Mutant("accuracy-counts-ties", "assocmem/readout.py",
+           "    return margins > 0\n", "    return margins >= 0\n",
+           ("test_readout.py", "test_sweeps.py"), "sweep accuracy counted with >= 0"),
+    Mutant("static-reversed", "assocmem/layers.py",
+           "return xp.where(select[None, :, :, None], read.weights.reshape(S, P, T, M), 0)",
+           "return xp.where(select[None, :, :, None], read.weights.reshape(S, P, T, M)[..., ::-1], 0)",
+           ("test_layers.py",) + ENGINE, "static attention recorded in reverse order"),
+    Mutant("stage-temperature-ignored", "assocmem/engine.py",
+           "temperature = stage.get(\"temperature\") or temperature", "temperature = temperature",
+           ENGINE, "a stage's own temperature ignored"),
+    # ---------------------------------------------------------------- mem
+    Mutant("cosine-divides-by-query-norm-only", "assocmem/mem.py",
+           "scores /= xp.maximum(norms(q, xp), EPS) * xp.swapaxes(xp.maximum(norms(K, xp), EPS), -1, -2)",
+           "scores /= xp.maximum(norms(q, xp), EPS)", ("test_mem.py",) + ENGINE, "cosine forgets the key norms"),
+    Mutant("temperature-multiplies", "assocmem/mem.py",
+           "softmax(similarity(q, K, sim, xp) / temperature, mask, xp)",
+           "softmax(similarity(q, K, sim, xp) * temperature, mask, xp)", ("test_mem.py",) + ENGINE,
+           "scores multiplied by the temperature"),
+    Mutant("mask-ignored", "assocmem/mem.py",
+           "    if mask is not None:\n", "    if False:\n", ("test_mem.py",) + ENGINE,
+           "the causal mask of the last-position context read ignored"),
+    Mutant("unit-eps-too-large", "assocmem/mem.py",
+           "return x / xp.maximum(norms(x, xp), EPS)", "return x / (norms(x, xp) + 1e-3)", ("test_mem.py",) + ENGINE,
+           "unit() with a visible epsilon"),
+    # ---------------------------------------------------------------- layers
+    Mutant("before-last-includes-last", "assocmem/layers.py",
+           '"before_last": j < L - 1}', '"before_last": j < L}', ("test_layers.py",) + ENGINE,
+           "before_last also updates the last position"),
+    Mutant("context-keys-stale", "assocmem/layers.py",
+           "        keys[:, :, i] = norm(X[:, :, i])\n", "", ("test_layers.py",) + ENGINE,
+           "the context scan's keys not kept in step with the updated rows"),
+    Mutant("static-last-misplaced", "assocmem/layers.py",
+           "weights[:, p, t] = read.weights", "weights[:, p, t - 1] = read.weights", ("test_layers.py",) + ENGINE,
+           "a last-position static read's weights recorded one position early"),
+    Mutant("fast-read-chunk-reversed", "assocmem/layers.py",
+           "q = Q[start:start + chunk]\n", "q = Q[start:start + chunk][::-1]\n", ENGINE,
+           "the unrecorded static read scores a chunk's queries in the wrong order"),
+    Mutant("feedback-window-off-by-one", "assocmem/layers.py",
+           "if stage.window and i > stage.window:", "if stage.window and i >= stage.window:",
+           ("test_layers.py",) + ENGINE, "the numpy feedback scan drops one row too early"),
+    Mutant("feedback-sign-ignored", "assocmem/layers.py",
+           'sign = -1.0 if stage.sign == "minus" else 1.0', "sign = -1.0", ("test_layers.py",) + ENGINE,
+           "feedback sign: plus ignored"),
+    Mutant("feedback-weights-window-off-by-one", "assocmem/layers.py",
+           "k = xp.minimum(i, stage.window) if stage.window else i", "k = xp.minimum(i, stage.window + 1) if stage.window else i",
+           ("test_layers.py",) + ENGINE, "the recorded averaging weights span one row more than the scan uses"),
+    Mutant("feedback-weights-every-position", "assocmem/layers.py",
+           "xp.where(active[:, :, None], weights[None], 0)", "xp.where(True, weights[None], 0)",
+           ("test_layers.py",) + ENGINE, "averaging weights recorded at positions the stage did not update"),
+    # ---------------------------------------------------------------- engine
+    Mutant("lens-repeats-previous-layer", "assocmem/engine.py",
+           "lens_logits.append(readout.logits(X, lengths, vectors, sim, xp))", "lens_logits.append(lens_logits[-1])",
+           ENGINE + RUNS, "the logit lens after a layer shows the one before it"),
+    Mutant("trace-layer-off-by-one", "assocmem/engine.py",
+           "records.append(StageRecord(l + 1, s, stage, weights))", "records.append(StageRecord(l, s, stage, weights))",
+           ENGINE + RUNS, "a stage recorded under the previous layer"),
+    Mutant("repeats-grouped-by-kind", "assocmem/engine.py",
+           "pipeline[l + repeats] == layer:", "pipeline[l + repeats].stages[0].kind == layer.stages[0].kind:",
+           ENGINE, "layers of one kind but other options run as one repeated call"),
+    # ---------------------------------------------------------------- readout
+    Mutant("winner-is-the-worst", "assocmem/readout.py",
+           "winners[:, j] = np.asarray(cand)[scores.argmax(axis=1)]", "winners[:, j] = np.asarray(cand)[scores.argmin(axis=1)]",
+           ("test_readout.py",) + ENGINE, "the winner is the lowest candidate"),
+    Mutant("readout-one-position-early", "assocmem/readout.py",
+           "return X[:, xp.arange(X.shape[1]), lengths - 1]", "return X[:, xp.arange(X.shape[1]), lengths - 2]",
+           ("test_readout.py",) + ENGINE, "logits read one position before the last"),
+    Mutant("lens-similarity-always-cosine", "assocmem/readout.py",
+           "similarity(last_rows(X, lengths, xp)[:, :, None], X, sim, xp)",
+           "similarity(last_rows(X, lengths, xp)[:, :, None], X, \"cosine\", xp)",
+           ("test_readout.py",) + ENGINE, "the lens similarity ignores the model's similarity"),
+    Mutant("share-held-counts-nan", "assocmem/readout.py",
+           "held = held[~np.isnan(held)]", "held = held", ("test_readout.py", "test_sweeps.py"),
+           "prompts that expect nothing counted as failures"),
+    # ---------------------------------------------------------------- compile
+    Mutant("padding-keeps-a-token", "assocmem/compile.py",
+           "tokens[:, xp.arange(T)[None, :] >= lengths[:, None]] = 0", "tokens[:, xp.arange(T)[None, :] > lengths[:, None]] = 0",
+           ("test_compile.py",) + RUNS, "the first padding position keeps a token vector"),
+    Mutant("prompt-reversed", "assocmem/compile.py",
+           "[index[t] for t in prompt.tokens]", "[index[t] for t in reversed(prompt.tokens)]",
+           ("test_compile.py",) + RUNS, "a prompt's tokens compiled in reverse"),
+    Mutant("memory-keys-values-swapped", "assocmem/compile.py",
+           "return Memory(keys, values, tuple(relations))", "return Memory(values, keys, tuple(relations))",
+           ("test_compile.py",) + RUNS, "keys and values swapped"),
+    # ---------------------------------------------------------------- runs, report, plots
+    Mutant("winner-of-the-first-prompt", "assocmem/runs.py",
+           "compiled.vocab.names[part.winners[0, j]]", "compiled.vocab.names[part.winners[0, 0]]",
+           RUNS, "every prompt shows the first prompt's winner"),
+    Mutant("lens-similarity-not-cut", "assocmem/runs.py",
+           "trace.lens_similarity[0, j, :, :T]", "trace.lens_similarity[0, j]", RUNS, "the lens similarity keeps the padding"),
+    Mutant("json-lens-one-layer-early", "assocmem/runs.py",
+           '"logits_last": _named(self.names, p.lens_logits[number])', '"logits_last": _named(self.names, p.lens_logits[number - 1])',
+           RUNS, "JSON's logit lens of a layer is the one before it"),
+    Mutant("report-lens-one-layer-early", "assocmem/report.py",
+           "_top(run.names, p.lens_logits[a.layer]) if closes_layer", "_top(run.names, p.lens_logits[a.layer - 1]) if closes_layer",
+           ("test_report.py", "test_cli.py"), "the report's top logits after a layer are the ones before it"),
+    Mutant("report-weights-of-position-0", "assocmem/report.py",
+           "row = a.weights[position]", "row = a.weights[0]", ("test_report.py", "test_cli.py"),
+           "the report shows position 0's weights as the last position's"),
+    Mutant("report-margin-unsigned", "assocmem/report.py",
+           'f"margin {e.margin:+.3f}{note}"', 'f"margin {abs(e.margin):+.3f}{note}"', ("test_report.py", "test_cli.py"),
+           "a failing margin printed as positive"),
+    Mutant("report-mean-shifted", "assocmem/report.py", "on positions {used[0]}..{used[-1]}",
+           "on positions {used[0] + 1}..{used[-1] + 1}", ("test_report.py", "test_cli.py"),
+           "the report's plain mean names positions one off"),
+    Mutant("plot-attention-transposed", "assocmem/plots.py",
+           "heatmap(a.weights, tokens, tokens,", "heatmap(a.weights.T, tokens, tokens,", ("test_plots.py",),
+           "attention maps drawn transposed"),
+    # ---------------------------------------------------------------- sweep accounting, budget
+    Mutant("sweep-accuracy-includes-unchecked", "assocmem/sweeps.py",
+           "for c in self.cells if c.check and c.margins is not None]", "for c in self.cells if c.margins is not None]",
+           ("test_sweeps.py",), "unchecked variants counted in the top-level accuracy"),
+    Mutant("sweep-prompt-accuracy-of-prompt-0", "assocmem/sweeps.py",
+           "self.margins[:, [prompt]])", "self.margins[:, [0]])", ("test_sweeps.py",),
+           "a prompt's accuracy is the first prompt's"),
+    Mutant("sweep-seed-chunks-reordered", "assocmem/sweeps.py",
+           "np.concatenate([cell.margins, m])", "np.concatenate([m, cell.margins])", ("test_sweeps.py", "test_budget.py"),
+           "margins of later seed passes put before earlier ones"),
+    Mutant("sweep-fails-count-nan", "assocmem/sweeps.py",
+           "(~holds(self.margins) & ~np.isnan(self.margins))", "~holds(self.margins)", ("test_sweeps.py", "test_report.py"),
+           "prompts that expect nothing counted as failing on every seed"),
+    Mutant("budget-one-prompt-too-many", "assocmem/budget.py",
+           "    return 1, fits\n", "    return 1, over\n", ("test_budget.py",), "a pass planned one prompt over budget"),
+    # ---------------------------------------------------------------- kernels
+    Mutant("kernel-window-drops-the-wrong-row", "kernels/feedback_scan.cu",
+           "total[k] -= x[(offset_t)(i - 1 - window) * d + j];", "total[k] -= x[(offset_t)(i - window) * d + j];",
+           ENGINE + ("test_kernels.py",), "the CUDA feedback scan's window drops the wrong row from its running sum"),
+    Mutant("kernel-context-cosine-halved", "kernels/context_scan.cu", "dot / (q_norm * norm[r])",
+           "dot / (F(2) * q_norm * norm[r])", ENGINE + ("test_kernels.py",), "the CUDA context scan's cosine halved"),
+    Mutant("kernel-eps", "kernels/common.cuh", "#define NORM_EPS 1e-12", "#define NORM_EPS 1e-6", ("test_kernels.py",),
+           "the kernels' norm epsilon differs from mem.EPS"),
+]
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def pytest(copy: Path, tests, env) -> tuple[int, str]:
+    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    r = subprocess.run(args, cwd=copy, env=env, capture_output=True, text=True, timeout=900)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, flags=re.M)
+    return r.returncode, failed[0] if failed else r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+
+
+def main(argv) -> int:
+    if "--list" in argv:
+        for m in MUTANTS:
+            print(f"{m.id:40} {m.file:28} {m.what}")
+        return 0
+    chosen = [m for m in MUTANTS if not argv or m.id in argv]
+    copy = Path(tempfile.mkdtemp(prefix="assocmem-mutants-")) / "repo"
+    try:
+        for f in tracked_files():
+            (copy / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, copy / f)
+        env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+        where = subprocess.run([sys.executable, "-c", "import assocmem; print(assocmem.__file__)"], cwd=copy, env=env,
+                               capture_output=True, text=True).stdout.strip()
+        assert where.startswith(str(copy)), f"the copy's package is not the one imported: {where}"
+        killed, survivors = 0, []
+        for m in chosen:
+            path = copy / m.file
+            original = path.read_text()
+            assert original.count(m.old) == 1, f"{m.id}: the text to replace is not found exactly once in {m.file}"
+            path.write_text(original.replace(m.old, m.new))
+            start = time.perf_counter()
+            try:
+                rc, by = pytest(copy, [f"tests/{t}" for t in m.tests], env)
+                if rc == 0:  # the covering tests missed it: the whole suite decides (but the check that the
+                    rc, by = pytest(copy, ["--ignore=tests/test_mutants.py"], env)  # mutants apply, which they do)
+            finally:
+                path.write_text(original)
+            status = "killed" if rc != 0 else "SURVIVED"
+            killed += rc != 0
+            if rc == 0:
+                survivors.append(m)
+            print(f"{status:8} {m.id:40} {time.perf_counter() - start:5.1f}s  {by}", flush=True)
+        print(f"\n{killed} killed / {len(chosen)} planted")
+        for m in survivors:
+            print(f"survived: {m.id} ({m.file}): {m.what}")
+        return 1 if survivors else 0
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
