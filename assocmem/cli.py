@@ -134,9 +134,11 @@ def sweep(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
     backend: str = backend_option(),
 ) -> None:
-    """How often each expectation holds across seeds, dimensions and temperatures."""
+    """How often each expectation holds across seeds, dimensions and temperatures; exit 1 with --min-accuracy
+    when a checked cell falls below it, 130 when interrupted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from assocmem.report import print_sweep
@@ -149,6 +151,8 @@ def sweep(
             raise InputError(f"--seeds must be 1 or more and --seed-start 0 or more, got {seeds} and {seed_start}")
         if not max_memory > 0:
             raise InputError(f"--max-memory must be positive, got {max_memory}")
+        if min_accuracy is not None and not 0 <= min_accuracy <= 1:
+            raise InputError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None)
@@ -166,8 +170,12 @@ def sweep(
             files = plot_sweep(result, plot)
     if not result.complete:
         print("assocmem: interrupted; reporting the seeds finished so far", file=sys.stderr)
+    low = result.below(min_accuracy) if min_accuracy is not None else []
+    for c in low:
+        print(f"assocmem: {c.variant} at dim {c.dim}, T {c.temperature:g}: accuracy {c.accuracy():.3f} is below "
+              f"--min-accuracy {min_accuracy:g}", file=sys.stderr)
     emit(result.to_dict(), files, as_json, lambda con: print_sweep(result, con))
-    raise typer.Exit(0 if result.complete else 130)
+    raise typer.Exit(130 if not result.complete else 1 if low else 0)
 
 
 @app.command()

@@ -50,6 +50,10 @@ class SweepResult:
         return share_held(np.concatenate([c.margins.ravel() for c in self.cells if c.check and c.margins is not None]
                                          or [np.array([])]))
 
+    def below(self, minimum: float) -> list[Cell]:
+        """The checked cells whose accuracy is under `minimum` (a cell whose prompts expect nothing has none)."""
+        return [c for c in self.cells if c.check and c.margins is not None and c.accuracy() < minimum]
+
     def __repr__(self) -> str:
         return "\n  ".join([f"<SweepResult {self.scenario.name}: accuracy {self.accuracy:.4f}"
                             + ("" if self.complete else " (interrupted)")] + [repr(c) for c in self.cells]) + ">"
