@@ -10,6 +10,8 @@ from assocmem.model import COLUMNS, KINDS, Model
 DEFAULT_MAX_MEMORY = 2 * 2**30  # bytes one batched pass may use, unless --max-memory says otherwise
 # The stream, the token rows, the scan's normalised keys and one temporary: four copies of (S, P, T, d).
 STREAM_COPIES = 4
+# A `match: prefix` read adds the prefixes, and the gathered stream and values of the prompts it reads.
+PREFIX_COPIES = 3
 
 
 def estimate_bytes(scenario, model: Model, seeds: int, record: bool, prompts: int | None = None) -> int:
@@ -22,7 +24,9 @@ def estimate_bytes(scenario, model: Model, seeds: int, record: bool, prompts: in
     V = len(scenario.vocabulary_names()) + len(scenario.graph.concepts)
     item = np.dtype(model.dtype).itemsize
     scores = P * T * T + min(P * T, CHUNK_ROWS) * M  # a context scan's, or one chunk of a static read's
-    per_seed = STREAM_COPIES * P * T * model.dim + scores + (V + M) * model.dim * 2
+    prefix = any(s.get("match") == "prefix" for layer in model.pipeline for s in layer.stages)
+    copies = STREAM_COPIES + (PREFIX_COPIES if prefix else 0)
+    per_seed = copies * P * T * model.dim + scores + (V + M) * model.dim * 2
     if record:
         width = {"memory": M, "positions": T}
         per_seed += sum(P * T * width[COLUMNS[KINDS[s.kind].columns][0]] for layer in model.pipeline for s in layer.stages)

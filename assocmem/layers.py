@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from assocmem.mem import mem, sum_squares, unit
+from assocmem.mem import mem, similarity, softmax, sum_squares, unit
 from assocmem.model import Stage
 
 # RMSnorm's gain: the stream keeps the codebook's scale (unit vectors, rms 1/sqrt(d)) so that a
@@ -137,6 +137,96 @@ def context_last(X, tokens, lengths, temperature, sim, values="stream", xp=np, r
         return None
     weights = xp.zeros((S, P, T, T), dtype=X.dtype)
     weights[:, p, last] = read.weights[:, :, 0]
+    return weights
+
+
+def prefixes(X, decay: float, xp=np):
+    """p_i = x_{i-1} + decay * roll(p_{i-1}), p_0 = 0: the rows before each position, the nearer the heavier, each
+    step back bound by one more roll (a permutation of the d axis, as vector-symbolic sequences are encoded), so
+    `a a` and `a` differ and `b a` does not match `a b`.  Shapes: X (..., T, d) -> (..., T, d).
+
+    >>> p = prefixes(np.eye(3)[None], 0.5)[0]
+    >>> p[2]   # x_1 + 0.5 * roll(x_0) = e1 + 0.5 e1
+    array([0. , 1.5, 0. ])
+    """
+    P = xp.zeros_like(X)
+    for i in range(1, X.shape[-2]):
+        P[..., i, :] = X[..., i - 1, :] + decay * xp.roll(P[..., i - 1, :], 1, axis=-1)
+    return P
+
+
+def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperature, sim, xp=np):
+    """The reads of one position under `match: prefix`, batched over (S, P).
+
+    Step k scores the query against the earlier positions' prefixes, with a null slot that scores `threshold`
+    (when set) and reads nothing; its weights w_k read the values, and the stream gains decay^k times that read.
+    The next step's query is what was found followed by the old query, bound one roll further:
+        q_{k+1} = read_k + decay * roll(q_k)
+    the prefix the position after the found one would have, so step k+1 reads what followed it.  With `fallback:
+    previous`, step 0's null-slot weight reads the position before instead (`X ?` asks the memory about X).
+
+    Shapes: query (S, P, d); keys, values (S, P, T, d); earlier (P, T) bool, the positions it may read;
+    previous (P,) int, the position before -> (added (S, P, d), weights (S, P, T): what each position contributed).
+    """
+    S, P, T, d = keys.shape
+    weights = xp.zeros((S, P, T), dtype=keys.dtype)
+    q = query
+    for k in range(stage.steps):
+        scores = similarity(q[:, :, None], keys, sim, xp)[:, :, 0] / temperature          # (S, P, T)
+        scores = xp.where(earlier[None], scores, -xp.inf)
+        if stage.threshold is not None:
+            null = xp.full((S, P, 1), stage.threshold / temperature, dtype=keys.dtype)
+            w = softmax(xp.concatenate([scores, null], axis=-1), xp=xp)
+            w, missed = w[..., :T], w[..., T]
+        else:
+            w, missed = softmax(scores, xp=xp), None
+        found = (w[:, :, None, :] @ values)[:, :, 0]                                       # (S, P, d)
+        weights += stage.decay ** k * w
+        if k == 0 and stage.fallback == "previous":
+            ok = previous >= 0
+            weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
+        q = found + stage.decay * xp.roll(q, 1, axis=-1)
+    added = (weights[:, :, None, :] @ values)[:, :, 0]
+    return added, weights
+
+
+def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, xp=np, record=True):
+    """context with `match: prefix`: each selected position i reads what stood where the rows before it match its
+    own rows before (prefixes()), in order and in place.  Values are the tokens or the stream, as for context.
+
+    Shapes: X, tokens (S, P, T, d); select (P, T) -> weights (S, P, T, T) (row i: what position i read).
+    """
+    S, P, T, d = X.shape
+    weights = xp.zeros((S, P, T, T), dtype=X.dtype) if record else None
+    positions = xp.arange(T)
+    rows = xp.nonzero(select.any(axis=0))[0]
+    if len(rows) == 0:
+        return weights
+    if bool((select.sum(axis=1) <= 1).all()):  # one position a prompt (`last`): all of them in one batched read
+        p = xp.arange(P)[select.any(axis=1)]
+        i = select[p].argmax(axis=1)
+        keys = prefixes(X[:, p], stage.decay, xp)
+        values = (X if stage.values == "stream" else tokens)[:, p]
+        earlier = positions[None, :] < i[:, None]
+        added, w = prefix_read(keys[:, xp.arange(len(p)), i], keys, values, earlier, i - 1, stage, temperature, sim, xp)
+        X[:, p, i] += added
+        if record:
+            weights[:, p, i] = w
+        return weights
+    keys = xp.zeros_like(X)  # p_i, built as the scan goes: it needs the rows before i as they are once updated
+    last_row = int(rows.max())
+    for i in range(1, last_row + 1):
+        keys[:, :, i] = X[:, :, i - 1] + stage.decay * xp.roll(keys[:, :, i - 1], 1, axis=-1)
+        active = select[:, i]
+        if not bool(active.any()):
+            continue
+        values = (X if stage.values == "stream" else tokens)[:, :, :i]
+        earlier = xp.ones((P, i), dtype=bool)
+        added, w = prefix_read(keys[:, :, i], keys[:, :, :i], values, earlier, xp.full(P, i - 1), stage, temperature,
+                               sim, xp)
+        X[:, :, i] += xp.where(active[None, :, None], added, 0)
+        if record:
+            weights[:, :, i, :i] = xp.where(active[None, :, None], w, 0)
     return weights
 
 

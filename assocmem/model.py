@@ -28,6 +28,7 @@ class Option:
     maximum: float | None = None    # numbers are positive, and at most this when set
     show: Callable[[object], str] | None = None  # how a stage label shows a value (default: name=value)
     always: bool = False            # shown in the label even at its default
+    needs: tuple[str, object] | None = None  # (option, value) it only means something with; value None: any value set
 
     def label(self, value) -> str | None:
         """The option in a stage label, or None where it stays at its default."""
@@ -67,6 +68,17 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("context", "x_i += mem(x_i, X[:i], X[:i])",
          (Option("values", str, "stream", ("stream", "tokens"),
                  "values are the stream rows, or the tokens' own vectors (keys are the stream either way)"),
+          Option("match", str, "stream", ("stream", "prefix"),
+                 "what is compared: row i with the earlier rows, or the rows before i with the rows before each "
+                 "earlier position (layers.prefixes), so a position reads what followed the same context"),
+          Option("decay", float, 0.5, help="prefix: the weight of each step back, and of each further step's read",
+                 maximum=1.0, needs=("match", "prefix")),
+          Option("steps", int, 1, help="prefix: reads in a row, each one position further on", maximum=16, needs=("match", "prefix")),
+          Option("threshold", float, None, help="prefix: a null slot with this similarity; a read that matches "
+                                                "nothing better reads nothing", maximum=1.0, needs=("match", "prefix")),
+          Option("fallback", str, "none", ("none", "previous"),
+                 "prefix: what the null slot's weight of the first read reads instead: nothing, or the position "
+                 "before (so `X ?` asks the memory about X)", needs=("threshold", None)),
           _POSITIONS, _TEMPERATURE), columns="positions", method="context"),
     Kind("mlp", "x_i += mem(x_i, V, K)", (_POSITIONS, _TEMPERATURE), columns="memory", method="static",
          memory=("values", "keys")),
@@ -142,19 +154,35 @@ class Layer:
 
 
 def default_pipeline() -> tuple[Layer, ...]:
-    """The default recipe: 10 error-feedback layers, then at the last position a context read whose keys are
-    the processed stream and whose values are the tokens' own vectors, then the associative memory.
+    """The default recipe: at the last position, an induction read by prefix, then the associative memory.
 
-    The feedback layers make a cloze token (`ОНА ?`) most similar to the token that followed the earlier
-    occurrence of its predecessor (induction); the context read fetches that token's own vector, and the
-    associative memory maps it on (ВКУСНАЯ -> КАШУ).
+    Layer 1 compares the rows before the cloze with the rows before every earlier position (each step back
+    weighs decay = 0.5 and is bound by one more roll, so the match is on the ordered prefix and never thins out
+    with length) and reads the token that stood after the best match; two more steps read the tokens that
+    followed it, at weights 0.5 and 0.25, so a cue one or two words further on still reaches the memory.  A
+    null slot at cosine 0.55 sits between a one-token match (about 0.75) and chance (about 0 ± 0.1 over 2000
+    positions); where it wins, the read falls back to the token before the cloze, so `X ?` asks about X.
+    T = 0.02 separates a three-token match from a two-token one (a cosine 0.05 apart: e^2.5).
+    Layer 2 maps what was found through the memory (ВКУСНАЯ -> КАШУ).
 
-    >>> [layer.label for layer in default_pipeline()][-2:]
-    ['feedback(x-mean)', 'context(values=tokens, last) → assoc(last)']
+    >>> [layer.label for layer in default_pipeline()]
+    ['context(values=tokens, match=prefix, steps=3, threshold=0.55, fallback=previous, last, T=0.02)', 'assoc(last)']
     """
+    induction = Stage("context", positions="last", values="tokens", match="prefix", decay=0.5, steps=3,
+                      threshold=0.55, fallback="previous", temperature=0.02)
+    return (Layer((induction,)), Layer((Stage("assoc", positions="last"),)))
+
+
+def feedback10_pipeline() -> tuple[Layer, ...]:
+    """The recipe before 0.2 (kept for comparison, `pipeline: feedback10`): ten error-feedback layers, then at
+    the last position a context read with the tokens' own vectors as values, then the memory."""
     feedback = tuple(Layer((Stage("feedback"),)) for _ in range(10))
     readout = Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last")))
     return feedback + (readout,)
+
+
+# Pipelines a scenario may name instead of listing layers: `pipeline: default`.
+RECIPES = {"default": default_pipeline, "feedback10": feedback10_pipeline}
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,25 @@ def margins(logits, expect, candidates):
     return out, winners
 
 
+def competing(prompt, names) -> list[str]:
+    """The names that compete for a prompt's answer: its `candidates`, or else the whole vocabulary less the
+    prompt's last token.  The readout predicts what belongs at the last position (the cloze `?`, or the E of
+    `ABCE`); the token already standing there is in the stream from the start, and would otherwise win a copy.
+
+    >>> from types import SimpleNamespace as P
+    >>> competing(P(candidates=None, tokens=("a", "b", "?")), ["a", "b", "?", "c"])
+    ['a', 'b', 'c']
+    >>> competing(P(candidates=("?", "a"), tokens=("a", "?")), ["a", "?"])
+    ['?', 'a']
+    """
+    if prompt.candidates:
+        return list(prompt.candidates)
+    return [n for n in names if n != prompt.tokens[-1]]
+
+
 def expectation_margins(logits, prompts, vocab):
-    """margins() for scenario prompts: their `expect` and `candidates` (default: the whole vocabulary) by name."""
+    """margins() for scenario prompts: their `expect` against the names competing() for each, by name."""
     index = vocab.index
     expect = [None if p.expect is None else index[p.expect] for p in prompts]
-    candidates = [[index[c] for c in (p.candidates or vocab.names)] for p in prompts]
+    candidates = [[index[c] for c in competing(p, vocab.names)] for p in prompts]
     return margins(logits, expect, candidates)

@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from assocmem.readout import competing
 from assocmem.runs import Attention, Column, PromptRun, Result, VariantRun
 
 SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
@@ -105,7 +106,7 @@ def _all_positions_table(a: Attention, tokens) -> Table:
 
 
 def _final_logits(run: VariantRun, p: PromptRun) -> Table:
-    candidates = set(p.prompt.candidates or run.names)
+    candidates = set(competing(p.prompt, run.names))
     table = Table(title="final logits at the last position", title_justify="left")
     table.add_column("token")
     table.add_column("logit", justify="right")
@@ -117,6 +118,8 @@ def _final_logits(run: VariantRun, p: PromptRun) -> Table:
         style = "bold" if name == p.prompt.expect else ("" if name in candidates else "dim")
         bar = "█" * int(round(12 * max(p.logits[k], 0) / top))
         mark = " ← expect" if name == p.prompt.expect else ("" if name in candidates else " (not a candidate)")
+        if not p.prompt.candidates and name == p.prompt.tokens[-1]:
+            mark = " (the last token: left out of the candidates)"
         table.add_row(Text(token_label(name), style=style), f"{p.logits[k]:+.3f}", bar + mark)
     return table
 

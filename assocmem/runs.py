@@ -10,7 +10,7 @@ from assocmem.budget import DEFAULT_MAX_MEMORY, plan_passes
 from assocmem.compile import compile_scenario
 from assocmem.engine import passes
 from assocmem.model import COLUMNS, Stage
-from assocmem.readout import Expectation
+from assocmem.readout import Expectation, competing
 from assocmem.scenario import Prompt, Scenario, Variant, load_scenario
 
 
@@ -119,7 +119,7 @@ class VariantRun:
         e = p.expectation
         return {
             "text": p.prompt.text, "tokens": list(p.prompt.tokens), "expect": p.prompt.expect,
-            "candidates": list(p.prompt.candidates) if p.prompt.candidates else None,
+            "candidates": competing(p.prompt, self.names), "candidates_given": bool(p.prompt.candidates),
             "passed": e.passed if e else None, "margin": e.margin if e else None, "winner": e.winner if e else None,
             "logits": _named(self.names, p.logits), "embedding_logits_last": _named(self.names, p.lens_logits[0]),
             "layers": layers,

@@ -10,7 +10,7 @@ from assocmem import yamldoc
 from assocmem.errors import InputError, did_you_mean
 from assocmem.graph import Graph, concept_order, parse_concept, parse_relation
 from assocmem.mem import SIMILARITIES
-from assocmem.model import DTYPES, KINDS, MODEL_KEYS, Layer, Model, Option, Stage
+from assocmem.model import DTYPES, KINDS, MODEL_KEYS, RECIPES, Layer, Model, Option, Stage
 
 SCENARIO_KEYS = ("name", "description", "graph", "relations", "concepts", "tokenizer", "model", "variants", "prompts")
 VARIANT_KEYS = ("description", "check") + MODEL_KEYS
@@ -237,7 +237,13 @@ def _check_model(doc, model: Model):
 
 
 def _pipeline(doc, where, data) -> tuple[Layer, ...]:
-    """A list of entries: `kind`, `{kind: {options}}`, or `{layer: [stage, ...], repeat: n}`; `repeat` makes n layers."""
+    """A list of entries: `kind`, `{kind: {options}}`, or `{layer: [stage, ...], repeat: n}`; `repeat` makes n layers.
+    Or the name of a built-in recipe (model.RECIPES): `pipeline: feedback10`."""
+    if isinstance(data, str):
+        if data not in RECIPES:
+            raise doc.error(where, f"no built-in pipeline named {data!r}",
+                            did_you_mean(data, RECIPES) or "built-in pipelines: " + ", ".join(RECIPES))
+        return RECIPES[data]()
     if not isinstance(data, list) or not data:
         raise doc.error(where, "pipeline must be a non-empty list of layers", "e.g. [feedback, assoc] or - layer: [assoc, context, mlp]")
     layers: list[Layer] = []
@@ -282,8 +288,14 @@ def _stage(doc, where, entry) -> tuple[Stage, int]:
     _check_keys(doc, where_opts, options, ("repeat",) + spec.option_names)
     values = {key: _option(doc, where_opts + (key,), value, spec.option(key))
               for key, value in options.items() if key != "repeat"}
+    stage = Stage(kind, **values)
+    for key in values:
+        needs = spec.option(key).needs
+        if needs and (stage.get(needs[0]) is None if needs[1] is None else stage.get(needs[0]) != needs[1]):
+            wanted = f"{needs[0]}: {needs[1]}" if needs[1] is not None else f"a {needs[0]}"
+            raise doc.error(where_opts + (key,), f"{key} only applies with {wanted}", f"add {wanted} to this stage")
     repeat = _number(doc, where_opts + ("repeat",), options["repeat"], int) if "repeat" in options else 1
-    return Stage(kind, **values), repeat
+    return stage, repeat
 
 
 def _option(doc, where, value, option: Option):
@@ -337,6 +349,10 @@ def _prompts(doc, data, tokenizer) -> tuple[Prompt, ...]:
 def _check_tokens(doc, scenario: Scenario):
     vocab = scenario.vocabulary_names() + [c.name for c in scenario.graph.concepts]
     for i, p in enumerate(scenario.prompts):
+        if p.expect is not None and not p.candidates and p.expect == p.tokens[-1]:
+            raise doc.error(("prompts", i, "expect"), f"expect {p.expect!r} is the prompt's last token, which the "
+                            "readout leaves out of the candidates (it predicts what belongs at the last position)",
+                            "end the prompt with a cloze such as `?`, or list candidates to include it")
         for key, names in (("expect", [p.expect] if p.expect else []), ("candidates", p.candidates or [])):
             for j, n in enumerate(names):
                 if n not in vocab:

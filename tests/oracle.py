@@ -31,6 +31,34 @@ def read(q, keys, values, temperature, kind):
     return out, w
 
 
+def prefix_read(rows, vals, st, temperature, kind):
+    """context with match: prefix at position i = len(rows), the slow way: every prefix summed afresh,
+    p_j = sum over k >= 1 of decay^(k-1) * roll^(k-1)(x_{j-k}); each step scores its query against p_0..p_{i-1}
+    (and a null slot scoring `threshold`), reads, and moves its query one position on.  Returns the read and
+    the weight each earlier position's value got, summed over steps."""
+    i, d = len(rows), len(vals[0])
+
+    def prefix(j):
+        return sum((st.decay ** (k - 1) * np.roll(rows[j - k], k - 1) for k in range(1, j + 1)), np.zeros(d))
+
+    keys = [prefix(j) for j in range(i)]
+    q = rows[i - 1] + st.decay * np.roll(prefix(i - 1), 1)  # p_i, built the same way
+    W = np.zeros(i)
+    for step in range(st.steps):
+        scores = [sim(q, k, kind) / temperature for k in keys]
+        if st.threshold is not None:
+            scores.append(st.threshold / temperature)
+        top = max(scores)
+        e = [math.exp(x - top) for x in scores]
+        w = [x / sum(e) for x in e]
+        found = sum((w[j] * vals[j] for j in range(i)), np.zeros(d))
+        W += st.decay ** step * np.array(w[:i])
+        if step == 0 and st.fallback == "previous":
+            W[i - 1] += w[i]
+        q = found + st.decay * np.roll(q, 1)
+    return sum((W[j] * vals[j] for j in range(i)), np.zeros(d)), W
+
+
 def rms_norm(x):
     d = len(x)
     return x / math.sqrt(float(x @ x) / d + 1e-12) / math.sqrt(d)
@@ -77,7 +105,10 @@ def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind) -> 
                     X[i] = X[i] + r
                 elif st.kind == "context" and i > 0:
                     vals = X[:i] if st.values == "stream" else E[:i]
-                    r, W[i, :i] = read(X[i], X[:i], vals, T, kind)
+                    if st.match == "prefix":
+                        r, W[i, :i] = prefix_read(X[:i], vals, st, T, kind)
+                    else:
+                        r, W[i, :i] = read(X[i], X[:i], vals, T, kind)
                     X[i] = X[i] + r
                 elif st.kind == "feedback" and i > 0:
                     first = max(0, i - st.window) if st.window else 0

@@ -8,13 +8,13 @@ import numpy as np
 from assocmem import bench
 from assocmem.bench import QUICK, best_time, loop_reference, workload
 from assocmem.engine import run_pipeline
-from assocmem.model import default_pipeline
+from assocmem.model import feedback10_pipeline
 from conftest import cli
 
 
 def test_loop_reference_matches_the_engine_on_the_bench_workload():
     tokens, lengths, keys, values, vectors = workload(B=12, T=9, d=128, V=40, dtype=np.float64, seed=3)
-    engine = run_pipeline(tokens, lengths, keys, values, vectors, default_pipeline(), 0.05, "cosine",
+    engine = run_pipeline(tokens, lengths, keys, values, vectors, feedback10_pipeline(), 0.05, "cosine",
                           record=False).logits[0]
     loop = loop_reference(tokens[0], keys[0], values[0], vectors[0], 0.05)
     np.testing.assert_allclose(loop, engine, atol=1e-10)

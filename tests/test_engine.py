@@ -23,6 +23,12 @@ KIND_MIX = [
     (Layer((Stage("feedback"),)),) * 3 + (Layer((Stage("feedback", window=2),)),) * 2
     + (Layer((Stage("feedback", positions="before_last"),)), Layer((Stage("feedback", positions="last"),)),
        Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last")))),
+    # match: prefix, as a scan (in place: later prefixes see the updated rows) and at the last position
+    (Layer((Stage("context", match="prefix", decay=0.6, steps=2, temperature=0.1),)),
+     Layer((Stage("context", match="prefix", positions="before_last", values="tokens", threshold=0.3,
+                  fallback="previous"),)),
+     Layer((Stage("context", match="prefix", positions="last", values="tokens", steps=3, threshold=0.5,
+                  fallback="previous", temperature=0.05), Stage("assoc", positions="last")))),
 ]
 LENGTHS = (7, 3, 1, 5)
 

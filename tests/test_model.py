@@ -2,7 +2,7 @@
 import pytest
 
 from assocmem.backends import Backend
-from assocmem.model import COLUMNS, KINDS, MODEL_KEYS, Layer, Model, Stage, default_pipeline
+from assocmem.model import COLUMNS, KINDS, MODEL_KEYS, Layer, Model, Stage, default_pipeline, feedback10_pipeline
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -45,7 +45,10 @@ def test_labels_show_what_differs_from_the_defaults(stage, label):
 
 def test_the_default_recipe_and_model():
     pipeline = default_pipeline()
-    assert len(pipeline) == 11 and set(pipeline[:10]) == {Layer((Stage("feedback"),))}
-    assert pipeline[10].label == "context(values=tokens, last) → assoc(last)"
+    assert [layer.label for layer in pipeline] == [
+        "context(values=tokens, match=prefix, steps=3, threshold=0.55, fallback=previous, last, T=0.02)", "assoc(last)"]
+    old = feedback10_pipeline()
+    assert len(old) == 11 and set(old[:10]) == {Layer((Stage("feedback"),))}
+    assert old[10].label == "context(values=tokens, last) → assoc(last)"
     assert Model().pipeline == pipeline
     assert MODEL_KEYS == ("dim", "seed", "temperature", "similarity", "dtype", "pipeline")

@@ -8,6 +8,16 @@ from assocmem.scenario import Prompt
 from assocmem.vectors import Vocabulary
 
 
+def test_the_last_token_competes_only_when_the_prompt_lists_it():
+    vocab = Vocabulary.build(["a", "b", "?"], (), [0], 8)
+    L = np.array([[[0.5, 0.3, 0.9], [0.5, 0.3, 0.9]]])  # the cloze `?` has the top logit
+    cloze = Prompt("a b ?", ("a", "b", "?"), expect="a")
+    listed = Prompt("a b ?", ("a", "b", "?"), expect="a", candidates=("a", "?"))
+    m, w = expectation_margins(L, [cloze, listed], vocab)
+    np.testing.assert_allclose(m, [[0.5 - 0.3, 0.5 - 0.9]])
+    assert [vocab.names[i] for i in w[0]] == ["a", "?"]
+
+
 def test_margin_is_the_expected_logit_minus_the_best_other_candidate():
     L = np.array([[[0.9, 0.5, 0.7, 0.1]]])
     m, w = margins(L, [1], [[0, 1, 2, 3]])

@@ -25,12 +25,12 @@ def long_context():
 
 
 def test_a_windowed_feedback_line_states_the_one_row_it_subtracts(long_context):
-    window = long_context.variants[1]
+    window = long_context.variants[2]
     p = window.prompts[0]
     T = len(p.prompt.tokens)
     assert attention_line(p.attention[0], T - 1) == f"{token_label(p.prompt.tokens[T - 2])}@{T - 2} 1.00"
     assert f"feedback(x-mean, window=1)   │ ОНА@{T - 2} 1.00" in printed(long_context)
-    default = long_context.variants[0].prompts[0]
+    default = long_context.variants[1].prompts[0]  # feedback10: the mean of the whole past
     assert attention_line(default.attention[0], T - 1) == f"uniform 1/{T - 1} on positions 0..{T - 2}"
 
 

@@ -34,8 +34,34 @@ def test_yaml_scalars_are_tokens_as_written(tmp_path):
 
 def test_scenario_without_model_takes_the_default_recipe(tmp_path):
     sc = load_scenario(write(tmp_path, "s.yaml", "prompts: [a b a]\n"))
-    assert sc.model.dim == 1000 and len(sc.model.pipeline) == 11
-    assert [s.kind for s in sc.model.pipeline[-1].stages] == ["context", "assoc"]
+    assert sc.model.dim == 1000 and len(sc.model.pipeline) == 2
+    assert [[s.kind for s in layer.stages] for layer in sc.model.pipeline] == [["context"], ["assoc"]]
+
+
+def test_a_pipeline_may_name_a_built_in_recipe(tmp_path):
+    sc = load_scenario(write(tmp_path, "s.yaml", "model: {pipeline: feedback10}\nprompts: ['a b ?']\n"))
+    assert len(sc.model.pipeline) == 11
+    with pytest.raises(InputError, match="no built-in pipeline named 'feedbak10'.*feedback10"):
+        load_scenario(write(tmp_path, "t.yaml", "model: {pipeline: feedbak10}\nprompts: ['a b ?']\n"))
+
+
+@pytest.mark.parametrize("stage, message", [
+    ("{context: {steps: 2}}", "steps only applies with match: prefix"),
+    ("{context: {match: prefix, fallback: previous}}", "fallback only applies with a threshold"),
+    ("{context: {match: prefix, decay: 1.5}}", "decay must be at most 1"),
+    ("{context: {match: prefix, steps: 0}}", "steps must be a positive number"),
+])
+def test_prefix_options_are_checked_with_their_line(tmp_path, stage, message):
+    with pytest.raises(InputError, match=message) as err:
+        load_scenario(write(tmp_path, "s.yaml", f"model:\n  pipeline:\n    - {stage}\nprompts: ['a b ?']\n"))
+    assert err.value.line == 3
+
+
+def test_expecting_the_last_token_without_candidates_is_refused(tmp_path):
+    with pytest.raises(InputError, match="is the prompt's last token") as err:
+        load_scenario(write(tmp_path, "s.yaml", "prompts:\n  - {text: a b a, expect: a}\n"))
+    assert err.value.line == 2
+    load_scenario(write(tmp_path, "t.yaml", "prompts:\n  - {text: a b a, expect: a, candidates: [a, b]}\n"))
 
 
 def test_overrides_replace_model_values():

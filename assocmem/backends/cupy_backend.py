@@ -54,7 +54,7 @@ class KernelBackend(Backend):
                      np.int32(stage.window or 0), real(layers.RMS_EPS))
 
     def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
-        if record or stage.values != "stream" or stage.positions == "last" or not self._fits(X):
+        if record or stage.values != "stream" or stage.match != "stream" or stage.positions == "last" or not self._fits(X):
             return super().context(X, inputs, stage, temperature, sim, record)
         S, P, T, d = X.shape
         norms = self.xp.empty((S * P, T), dtype=X.dtype)
