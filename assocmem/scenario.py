@@ -17,6 +17,7 @@ VARIANT_KEYS = ("description", "check") + MODEL_KEYS
 GRAPH_KEYS = ("description", "relations", "concepts")
 PROMPT_KEYS = ("text", "expect", "candidates", "name")
 TOKENIZERS = ("words", "chars")
+GRAPH_SUFFIXES = (".yaml", ".yml")
 MAX_DIM = 1_000_000
 MAX_LAYERS = 10_000
 
@@ -98,8 +99,10 @@ def load_scenario(path: Path | str, **overrides) -> Scenario:
     if "graph" in data:
         ref = _string(doc, ("graph",), data["graph"])
         graph_path = Path(os.path.normpath(doc.path.parent / ref))
-        if not graph_path.exists():
+        if not (graph_path.exists() or graph_path.is_symlink()):
             raise doc.error(("graph",), f"graph file {ref!r} not found (resolved to {graph_path.resolve()})")
+        if graph_path.suffix.lower() not in GRAPH_SUFFIXES:  # not some other file, whose lines an error would show
+            raise doc.error(("graph",), f"graph file {ref!r} must end in {' or '.join(GRAPH_SUFFIXES)}")
         graph = load_graph(graph_path)
     inline = _graph_from(doc, data)
     graph = Graph(graph.relations + inline.relations, graph.concepts + inline.concepts)
@@ -145,7 +148,7 @@ def _check_keys(doc, where, data, valid):
     for key in data:
         if key not in valid:
             hint = did_you_mean(key, valid) or "valid keys: " + ", ".join(valid)
-            raise doc.error(where + (key,), f"unknown key {key!r}", hint)
+            raise doc.error(where + (key,), f"unknown key {yamldoc.name_or_not(key)}", hint)
 
 
 def _string(doc, where, value) -> str:

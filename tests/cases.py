@@ -40,6 +40,33 @@ BAD_SCENARIOS = [
     ("repeat-zero", "model:\n  pipeline:\n    - feedback: {repeat: 0}\n" + GOOD_PROMPTS, "positive", 3),
 ]
 
+# Hostile files (issue 12): each ends as one line on stderr and exit 2, quickly, whatever it tries.
+# (id, file text, what the error must say, the line it must name)
+HOSTILE_SCENARIOS = [
+    ("nesting-500-deep", "prompts: " + "[" * 500 + "]" * 500 + "\n", "nests deeper than 64 levels", 1),
+    ("alias-contains-itself", "prompts: &a [*a]\n", "an alias that contains itself", 1),
+    ("alias-long-string", "s: &s " + "x" * 1000 + "\nprompts: [" + ", ".join(["*s"] * 20_000) + "]\n",
+     "16,777,216 characters through its aliases", 1),
+    ("lone-surrogate", 'prompts:\n  - text: "a \\ud800 b"\n', "lone surrogate \\ud800", 2),
+    ("lone-surrogate-key", 'prompts: [a b]\n"\\udfff": 1\n', "lone surrogate", 2),
+    ("foreign-file-key", "root:$6$salt$hash:20228:0:99999:7::\n" + GOOD_PROMPTS, "unknown key that is not a name", 1),
+    ("graph-not-yaml", "graph: /etc/passwd\n" + GOOD_PROMPTS, "must end in .yaml or .yml", 1),
+    ("bad-timestamp-not-echoed", "name: 2001-02-30\n" + GOOD_PROMPTS, "not a valid timestamp", 1),
+]
+BAD_SCENARIOS += HOSTILE_SCENARIOS
+
+# Files that are not regular files, set up beside a scenario `s.yaml` whose `graph:` names `g.yaml`:
+# (id, what g.yaml is, what the one line must say).  "fifo": a named pipe nobody writes (reading it would block
+# forever); "loop": a symbolic link to h.yaml, which links back; "dangling": a link to nothing; "dir": a folder;
+# "big": a sparse file one byte over the limit.
+SPECIAL_GRAPH_FILES = [
+    ("graph-fifo", "fifo", "is a FIFO"),
+    ("graph-symlink-loop", "loop", "is a loop of symbolic links"),
+    ("graph-dangling-link", "dangling", "which does not exist"),
+    ("graph-directory", "dir", "is a directory"),
+    ("graph-too-big", "big", "larger than 16 MiB"),
+]
+
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
 ) + "prompts: [a]\n"

@@ -35,11 +35,11 @@ def backend(request):
     return request.param
 
 
-def cli(*args, cwd=ROOT, input=None):
+def cli(*args, cwd=ROOT, input=None, timeout=300):
     """The real command in a subprocess."""
     env = dict(os.environ, PYTHONIOENCODING="utf-8", COLUMNS="160")
     return subprocess.run([sys.executable, "-m", "assocmem.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env=env, input=input, timeout=300)
+                          text=True, env=env, input=input, timeout=timeout)
 
 
 def write(tmp_path, name, text):

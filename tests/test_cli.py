@@ -1,5 +1,6 @@
 """The real command in a subprocess: exit codes, tables, JSON, PNG files."""
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 from assocmem.backends.cupy_backend import CupyBackend
 from assocmem.errors import InputError
-from cases import BAD_SCENARIOS
+from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES
 from conftest import ROOT, cli, write
 
 
@@ -94,6 +95,51 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, text, message, line):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+
+
+def one_line_exit_2(r, message):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stderr[-2000:])
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr, r.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, text, message, line", HOSTILE_SCENARIOS, ids=[c[0] for c in HOSTILE_SCENARIOS])
+def test_hostile_file_is_one_line_exit_2(tmp_path, case, text, message, line):
+    path = write(tmp_path, "s.yaml", text)
+    error = one_line_exit_2(cli("run", path), message)
+    prefix = f"assocmem: error: {path}:{line}: "
+    assert error.startswith(prefix)
+    said = error[len(prefix):]
+    assert "salt" not in said and "root" not in said and "2001" not in said  # a file's contents are never echoed
+
+
+def make_special(path, kind):
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(path.with_name("h.yaml"))
+        path.with_name("h.yaml").symlink_to(path)
+    elif kind == "dangling":
+        path.symlink_to(path.with_name("nothing.yaml"))
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "big":
+        with open(path, "wb") as f:
+            f.truncate(16 * 2**20 + 1)
+
+
+@pytest.mark.parametrize("case, kind, message", SPECIAL_GRAPH_FILES, ids=[c[0] for c in SPECIAL_GRAPH_FILES])
+def test_only_regular_files_are_read(tmp_path, case, kind, message):
+    """As a scenario's graph, as the scenario itself, and for the graph command: refused, without blocking."""
+    make_special(tmp_path / "g.yaml", kind)
+    scenario = write(tmp_path, "s.yaml", "graph: g.yaml\n" + GOOD_PROMPTS)
+    for args in (["run", scenario], ["run", tmp_path / "g.yaml"], ["graph", tmp_path / "g.yaml"]):
+        assert f"{tmp_path / 'g.yaml'}: " in one_line_exit_2(cli(*args, timeout=20), message)
+
+
+def test_a_device_is_not_read():
+    one_line_exit_2(cli("run", "/dev/zero", timeout=20), "is a character device")
 
 
 @pytest.mark.parametrize("args, message", [

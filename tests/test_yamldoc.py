@@ -29,3 +29,17 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
     with pytest.raises(InputError, match="alias bomb"):
         yamldoc.load(path)
     assert time.perf_counter() - start < 5
+
+
+def test_many_plain_values_are_not_called_an_alias_bomb(tmp_path, monkeypatch):
+    monkeypatch.setattr(yamldoc, "MAX_NODES", 50)
+    with pytest.raises(InputError, match="more than 50 values, the limit for one file") as err:
+        yamldoc.load(write(tmp_path, "s.yaml", "prompts: [" + ", ".join(["a"] * 60) + "]\n"))
+    assert "alias" not in str(err.value)
+
+
+def test_nesting_within_the_limit_reads(tmp_path):
+    deep = "[" * yamldoc.MAX_DEPTH + "]" * yamldoc.MAX_DEPTH
+    assert yamldoc.load(write(tmp_path, "s.yaml", f"{deep[1:-1]}\n")).data is not None
+    with pytest.raises(InputError, match="nests deeper"):
+        yamldoc.load(write(tmp_path, "s.yaml", f"[{deep}]\n"))
