@@ -62,6 +62,26 @@ def backend_option():
     return typer.Option("numpy", "--backend", help="numpy, cupy (needs CuPy and a GPU), or auto (cupy if it works).")
 
 
+def pipeline_option():
+    from assocmem.model import RECIPES
+
+    return typer.Option(None, "--pipeline", help=f"Run every variant through a built-in recipe instead: "
+                                                  f"{', '.join(RECIPES)}.")
+
+
+def built_in_pipeline(name: str | None):
+    """The layers of a built-in recipe by name (None: keep the scenario's)."""
+    from assocmem.errors import did_you_mean
+    from assocmem.model import RECIPES
+
+    if name is None:
+        return None
+    if name not in RECIPES:
+        raise InputError(f"--pipeline {name!r} is not a built-in recipe",
+                         hint=did_you_mean(name, RECIPES) or "built-in recipes: " + ", ".join(RECIPES))
+    return RECIPES[name]()
+
+
 def pick_backend(name: str):
     """The backend by name; auto's fallback note goes to stderr, so --json output stays clean."""
     from assocmem.backends import get_backend
@@ -87,6 +107,7 @@ def run(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help=" or ".join(DTYPES) + f" (default {DTYPES[0]})."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
+    pipeline: Optional[str] = pipeline_option(),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
 ) -> None:
@@ -100,7 +121,8 @@ def run(
             raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
         if not max_memory > 0:
             raise InputError(f"--max-memory must be positive, got {max_memory}")
-        sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype)
+        sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
+                           pipeline=built_in_pipeline(pipeline))
         result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
         files = []
         if plot is not None:
@@ -134,6 +156,7 @@ def sweep(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
+    pipeline: Optional[str] = pipeline_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
     backend: str = backend_option(),
 ) -> None:
@@ -155,7 +178,7 @@ def sweep(
             raise InputError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
-        sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None)
+        sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))
         engine = pick_backend(backend)
         total = len(plan(sc, dim_list, temp_list)) * seeds
         err_console = Console(stderr=True)

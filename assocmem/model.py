@@ -181,8 +181,16 @@ def feedback10_pipeline() -> tuple[Layer, ...]:
     return feedback + (readout,)
 
 
-# Pipelines a scenario may name instead of listing layers: `pipeline: default`.
-RECIPES = {"default": default_pipeline, "feedback10": feedback10_pipeline}
+def posts_pipeline() -> tuple[Layer, ...]:
+    """The posts' own pipeline (scenarios/pronoun_seed.yaml, `pipeline: posts`): two layers of assoc -> context ->
+    mlp over every position but the last, then one at the last, every read at T = 0.1."""
+    def layer(positions):
+        return Layer(tuple(Stage(kind, positions=positions, temperature=0.1) for kind in ("assoc", "context", "mlp")))
+    return (layer("before_last"), layer("before_last"), layer("last"))
+
+
+# Pipelines a scenario may name instead of listing layers (`pipeline: feedback10`), or --pipeline on the command line.
+RECIPES = {"default": default_pipeline, "feedback10": feedback10_pipeline, "posts": posts_pipeline}
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,17 @@ def test_sweep_min_accuracy_gates_the_exit_status(tmp_path):
     assert bad.returncode == 2 and "--min-accuracy must be between 0 and 1" in bad.stderr
 
 
+def test_pipeline_option_runs_a_built_in_recipe_instead():
+    old = cli("run", "scenarios/pronoun.yaml", "--json", "--pipeline", "feedback10")
+    assert old.returncode == 0, old.stderr
+    assert len(json.loads(old.stdout)["variants"][0]["prompts"][0]["layers"]) == 11
+    posts = cli("run", "scenarios/pronoun.yaml", "--json", "--pipeline", "posts")
+    assert [l["label"] for l in json.loads(posts.stdout)["variants"][0]["prompts"][0]["layers"]][-1] == \
+        "assoc(last, T=0.1) → context(last, T=0.1) → mlp(last, T=0.1)"
+    bad = cli("sweep", "scenarios/pronoun.yaml", "--seeds", 1, "--pipeline", "feedbak10")
+    assert bad.returncode == 2 and "--pipeline 'feedbak10' is not a built-in recipe (did you mean 'feedback10'?)" in bad.stderr
+
+
 def test_failing_expectation_exits_1(tmp_path):
     path = write(tmp_path, "s.yaml", "tokenizer: chars\nmodel:\n  pipeline: [{feedback: {sign: plus, norm: none}}, "
                                      "{context: {positions: last, values: tokens}}]\nprompts:\n  - {text: ' ABCD ABCDABCE', expect: D}\n")
