@@ -8,7 +8,7 @@ import numpy as np
 from assocmem.graph import Relation
 from assocmem.mem import unit
 from assocmem.model import Model
-from assocmem.vectors import Vocabulary
+from assocmem.vectors import Vocabulary, check_not_zero
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,12 @@ def compile_memory(relations, vocab: Vocabulary) -> Memory:
     values = np.zeros_like(keys)
     for m, r in enumerate(relations):
         key = vocab.sum_of(r.key)
+        value = vocab.sum_of(r.value) - (key if r.kind == "rewrite" else 0)
+        check_not_zero(key, sum(abs(t.weight) for t in r.key), vocab.seeds, f"the key of {r.label!r}", r.source)
+        check_not_zero(value, sum(abs(t.weight) for t in r.value) + (r.kind == "rewrite"), vocab.seeds,
+                       f"the value of {r.label!r}", r.source)
         keys[:, m] = unit(key) if len(r.key) > 1 else key
-        values[:, m] = vocab.sum_of(r.value) - (key if r.kind == "rewrite" else 0)
+        values[:, m] = value
     for a in (keys, values):
         a.flags.writeable = False
     return Memory(keys, values, tuple(relations))

@@ -13,6 +13,11 @@ CONCEPT_FORM = "NAME = TERM [+ TERM ...]"
 # A term is a name with an optional weight: `Месяц`, `0.5*Месяц`, `-2 * Месяц` (spaces around * allowed).
 _WEIGHTED = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\*(.+)$")
 _OPERATORS = {"=", "->", "+", "-"}
+# Weights a term may carry: |w| in [1e-6, 1e6].  Within it, a sum of terms stays far from float32's range (3e38)
+# and far above mem.EPS (1e-12), below which a row counts as zero; outside it, 1e300*A or 1e-300*A would.
+MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e6
+# Terms whose weights cancel name by name to less than this share of their total weight sum to (near) zero.
+CANCELLED = 1e-6
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,13 @@ class Graph:
 
 
 def _sum_text(terms) -> str:
-    return " + ".join(str(t) for t in terms).replace("+ -", "- ")
+    """`A + 0.5*B - C`: a negative weight is written as a minus before the term, `- C`, not `- 1*C`."""
+    text = ""
+    for i, t in enumerate(terms):
+        sign = "-" if t.weight < 0 else "+"
+        shown = str(Term(t.name, abs(t.weight)))
+        text += (("-" + shown) if sign == "-" else shown) if i == 0 else f" {sign} {shown}"
+    return text
 
 
 def parse_terms(text: str, source: Source, form: str) -> tuple[Term, ...]:
@@ -118,9 +129,18 @@ def parse_terms(text: str, source: Source, form: str) -> tuple[Term, ...]:
                              source.file, source.line)
         weighted = _WEIGHTED.match(word)
         name, weight = (weighted.group(2), float(weighted.group(1))) if weighted else (word, 1.0)
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            raise InputError(f"weight {weight:g} of {name!r} is outside the range {MIN_WEIGHT:g} to {MAX_WEIGHT:g}",
+                             source.file, source.line, "scale the weights of the line together")
         terms.append(Term(name, sign * weight))
     if len(words) % 2 == 0:
         raise InputError(f"relation {source.text!r}: ends with {words[-1]!r}, expected {form}", source.file, source.line)
+    net: dict[str, float] = {}
+    for t in terms:
+        net[t.name] = net.get(t.name, 0.0) + t.weight
+    if sum(abs(w) for w in net.values()) <= CANCELLED * sum(abs(t.weight) for t in terms):
+        raise InputError(f"{_sum_text(terms)} sums to zero: its terms cancel", source.file, source.line,
+                         "a row of zeros reads nothing and matches nothing")
     return tuple(terms)
 
 
@@ -140,6 +160,9 @@ def parse_relation(text: str, file: str, line: int | None) -> Relation:
     kind = "assoc" if words[op] == "=" else "rewrite"
     if kind == "rewrite" and (len(key) != 1 or len(value) != 1):
         raise InputError(f"relation {text!r}: a rewrite moves one name to one name, expected KEY -> VALUE", file, line)
+    if kind == "rewrite" and key[0].name == value[0].name:
+        raise InputError(f"relation {text!r}: rewrites a name to itself, so its value row vec(VALUE) - vec(KEY) "
+                         "would be zero", file, line)
     return Relation(key, value, kind, source)
 
 

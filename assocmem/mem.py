@@ -28,9 +28,38 @@ def sum_squares(x, xp=np, out=None):
     return out
 
 
+def _safe_bounds(dtype, xp=np):
+    """Squares of |x| in [lo, hi] neither overflow nor lose digits to underflow: lo = sqrt(tiny), hi = the largest
+    finite value.  Outside, a row is rescaled by its largest |x_k| first (as numpy.linalg.norm's BLAS nrm2 does)."""
+    info = xp.finfo(dtype)
+    return float(info.tiny) ** 0.5, float(info.max)
+
+
 def norms(x, xp=np):
-    """|x| along the last axis.  Shapes: (..., d) -> (..., 1)."""
-    return xp.sqrt(sum_squares(x, xp))[..., None]
+    """|x| along the last axis, without overflow or underflow: one vecdot pass, and only the rows whose sum of
+    squares left [sqrt(tiny), max] (or is 0) recomputed as max|x_k| * |x / max|x_k||, a block of rows at a time.
+    On ordinary rows the result is the plain sqrt of the sum of squares, bit for bit.
+    Shapes: (..., d) -> (..., 1)."""
+    if x.ndim == 1:
+        return norms(x[None], xp)[0]
+    if not xp.issubdtype(x.dtype, xp.floating):
+        x = x.astype(float)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # the rows it would warn of are recomputed
+        squares = sum_squares(x, xp)
+        lo, hi = _safe_bounds(x.dtype, xp)
+        out = xp.sqrt(squares)
+        unsafe = ~((squares >= lo) & (squares <= hi))  # 0, NaN, inf, tiny or huge: scale first
+        if bool(unsafe.any()):
+            rows = xp.nonzero(unsafe)
+            for start in range(0, int(rows[0].shape[0]), 4096):  # a block at a time: padding rows can be many
+                block = tuple(r[start:start + 4096] for r in rows)
+                sub = x[block]
+                scale = xp.abs(sub).max(axis=-1, keepdims=True)
+                finite = xp.isfinite(scale) & (scale > 0)
+                scaled = sub / xp.where(finite, scale, 1)
+                out[block] = xp.where(finite[..., 0], xp.sqrt(sum_squares(scaled, xp)) * scale[..., 0],
+                                      xp.sqrt(sum_squares(sub, xp)))
+    return out[..., None]
 
 
 def unit(x, xp=np):
@@ -40,12 +69,19 @@ def unit(x, xp=np):
 
 def similarity(q, K, kind: str = "cosine", xp=np):
     """Scores of every query against every key.  Shapes: q (..., n, d), K (..., m, d) -> (..., n, m).
-    Cosine divides the dot products by the norms, rather than normalising copies of q and K first."""
+    Cosine divides the dot products by the norms, rather than normalising copies of q and K first, where every
+    nonzero norm lies within 2^(±maxexp/4) (2^±256 in float64), so no product of entries overflows or underflows;
+    beyond that it normalises copies, so a row of 1e300s or of 1e-300s scores as its direction does."""
     if kind not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
+    if kind == "dot":
+        return q @ xp.swapaxes(K, -1, -2)
+    nq, nK = xp.maximum(norms(q, xp), EPS), xp.maximum(norms(K, xp), EPS)
+    bound = 2.0 ** (xp.finfo(q.dtype).maxexp // 4)
+    if bool(((nq > bound) | (nq < 1 / bound)).any() | ((nK > bound) | (nK < 1 / bound)).any()):
+        return (q / nq) @ xp.swapaxes(K / nK, -1, -2)
     scores = q @ xp.swapaxes(K, -1, -2)
-    if kind == "cosine":
-        scores /= xp.maximum(norms(q, xp), EPS) * xp.swapaxes(xp.maximum(norms(K, xp), EPS), -1, -2)
+    scores /= nq * xp.swapaxes(nK, -1, -2)
     return scores
 
 

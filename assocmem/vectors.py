@@ -7,8 +7,9 @@ from functools import cached_property
 
 import numpy as np
 
-from assocmem.graph import concept_order
-from assocmem.mem import unit
+from assocmem.errors import InputError
+from assocmem.graph import CANCELLED, concept_order
+from assocmem.mem import norms, unit
 
 
 def token_vector(name: str, seed: int, dim: int) -> np.ndarray:
@@ -20,6 +21,17 @@ def token_vector(name: str, seed: int, dim: int) -> np.ndarray:
     digest = hashlib.blake2b(f"{seed}\x1f{name}".encode(), digest_size=16).digest()
     v = np.random.default_rng(int.from_bytes(digest, "little")).standard_normal(dim)
     return v / np.linalg.norm(v)
+
+
+def check_not_zero(rows, weight: float, seeds, what: str, source) -> None:
+    """Refuse a sum of unit vectors whose length is under CANCELLED x its total weight in some codebook: its terms
+    cancel (concepts that are the same vector, `Z = X - Y`), and a row of zeros reads nothing and matches nothing.
+    Shapes: rows (S, d), one per seed."""
+    lengths = norms(rows)[:, 0]
+    short = np.nonzero(~(lengths >= CANCELLED * weight))[0]
+    if short.size:
+        raise InputError(f"{what} sums to (near) zero at seed {seeds[short[0]]}: its terms cancel", source.file,
+                         source.line, "a row of zeros reads nothing and matches nothing")
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Vocabulary:
                     vectors[s, index[n]] = token_vector(n, seed, dim)
         for c in ordered:  # topological order: a concept's terms are ready before it
             total = sum(t.weight * vectors[:, index[t.name]] for t in c.terms)
+            check_not_zero(total, sum(abs(t.weight) for t in c.terms), seeds, f"concept {c.name!r}", c.source)
             vectors[:, index[c.name]] = unit(total)
         vectors = vectors.astype(dtype)
         vectors.flags.writeable = False

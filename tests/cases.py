@@ -52,8 +52,23 @@ HOSTILE_SCENARIOS = [
     ("foreign-file-key", "root:$6$salt$hash:20228:0:99999:7::\n" + GOOD_PROMPTS, "unknown key that is not a name", 1),
     ("graph-not-yaml", "graph: /etc/passwd\n" + GOOD_PROMPTS, "must end in .yaml or .yml", 1),
     ("bad-timestamp-not-echoed", "name: 2001-02-30\n" + GOOD_PROMPTS, "not a valid timestamp", 1),
+    ("weight-too-large", "relations:\n  - ВКУСНАЯ = 1e300*КАШУ\n" + GOOD_PROMPTS, "weight 1e+300 of 'КАШУ' is outside", 2),
+    ("weight-infinite", "relations:\n  - a = b\n  - ВКУСНАЯ = 1e309*КАШУ\n" + GOOD_PROMPTS, "weight inf", 3),
+    ("weight-too-small", "concepts:\n  - Z = 1e-300*A + B\n" + GOOD_PROMPTS, "outside the range 1e-06 to 1e+06", 2),
+    ("weight-zero", "concepts:\n  - Z = 0*A + B\n" + GOOD_PROMPTS, "weight 0 of 'A'", 2),
+    ("concept-cancels", "concepts:\n  - Z = A - A\n" + GOOD_PROMPTS, "A - A sums to zero", 2),
+    ("relation-value-cancels", "relations:\n  - K = 0.5*A + B - 0.5*A - B\n" + GOOD_PROMPTS, "sums to zero", 2),
+    ("rewrite-to-itself", "relations:\n  - A -> A\n" + GOOD_PROMPTS, "rewrites a name to itself", 2),
 ]
 BAD_SCENARIOS += HOSTILE_SCENARIOS
+
+# Caught when the vectors are built, not when the file is read: (id, file text, what the error says, its line).
+HOSTILE_RUNS = [
+    ("concept-cancels-through-concepts", "concepts:\n  - X = A + B\n  - Y = B + A\n  - Z = X - Y\n" + GOOD_PROMPTS,
+     "concept 'Z' sums to (near) zero at seed 0", 4),
+    ("relation-cancels-through-concepts", "concepts:\n  - X = A + B\n  - Y = B + A\nrelations:\n  - Q = X - Y\n"
+     + GOOD_PROMPTS, "the value of 'Q = X - Y' sums to (near) zero", 5),
+]
 
 # Files that are not regular files, set up beside a scenario `s.yaml` whose `graph:` names `g.yaml`:
 # (id, what g.yaml is, what the one line must say).  "fifo": a named pipe nobody writes (reading it would block

@@ -9,7 +9,7 @@ import pytest
 
 from assocmem.backends.cupy_backend import CupyBackend
 from assocmem.errors import InputError
-from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES
+from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES
 from conftest import ROOT, cli, write
 
 
@@ -115,7 +115,8 @@ def one_line_exit_2(r, message):
     return lines[0]
 
 
-@pytest.mark.parametrize("case, text, message, line", HOSTILE_SCENARIOS, ids=[c[0] for c in HOSTILE_SCENARIOS])
+@pytest.mark.parametrize("case, text, message, line", HOSTILE_SCENARIOS + HOSTILE_RUNS,
+                         ids=[c[0] for c in HOSTILE_SCENARIOS + HOSTILE_RUNS])
 def test_hostile_file_is_one_line_exit_2(tmp_path, case, text, message, line):
     path = write(tmp_path, "s.yaml", text)
     error = one_line_exit_2(cli("run", path), message)

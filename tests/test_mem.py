@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from assocmem.mem import mem, similarity, softmax
+from assocmem.mem import mem, norms, similarity, softmax, unit
 
 
 def test_read_two_orthogonal_rows_by_hand():
@@ -56,3 +56,32 @@ def test_softmax_is_stable_at_extremes(temperature, scale):
         read = mem(q, K, K, temperature, kind)
         assert np.isfinite(read.weights).all() and np.isfinite(read.value).all()
         np.testing.assert_allclose(read.weights.sum(axis=-1), 1.0)
+
+
+def test_norms_are_the_plain_ones_on_ordinary_rows():
+    x = np.random.default_rng(2).normal(size=(3, 5, 64))
+    assert (norms(x)[..., 0] == np.sqrt(np.vecdot(x, x))).all()  # bit for bit: the fast path is untouched
+    np.testing.assert_allclose(norms(x)[..., 0], np.linalg.norm(x, axis=-1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, scales", [(np.float64, [1e300, 1e200, 1e-150, 1e-200]),
+                                           (np.float32, [1e20, 1e30, 1e-6, 1e-25])])
+def test_norms_cosine_and_unit_neither_overflow_nor_underflow(dtype, scales):
+    """Scaled before squaring, as numpy.linalg.norm does: 1e300 * v has the norm 1e300 |v| and v's direction."""
+    x = np.random.default_rng(3).normal(size=(4, 32))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for s in scales:
+        y = (x * s).astype(dtype)
+        np.testing.assert_allclose(norms(y)[:, 0] / s, np.linalg.norm(x, axis=-1), rtol=tol)
+        if s < 1e-6:  # a row shorter than mem.EPS counts as zero: directions are compared above that only
+            continue
+        np.testing.assert_allclose(unit(y), unit(x), atol=tol)
+        np.testing.assert_allclose(similarity(y, x.astype(dtype)), similarity(x, x), atol=tol)
+        np.testing.assert_allclose(similarity(y, y), similarity(x, x), atol=tol)
+
+
+def test_zero_and_nonfinite_rows():
+    x = np.zeros((2, 3))
+    x[1, 0] = np.inf
+    n = norms(x)[:, 0]
+    assert n[0] == 0 and n[1] == np.inf and not unit(x[:1]).any()
