@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench challenge clean
 
 $(BIN)/assocmem: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ test: $(BIN)/assocmem
 
 bench: $(BIN)/assocmem
 	$(BIN)/assocmem bench
+
+# The challenge suite under the default recipe, 100 seeds at d = 1000 each; a file below 0.99 is named on stderr.
+challenge: $(BIN)/assocmem
+	@for f in scenarios/challenge/*.yaml; do \
+	  printf '%-46s' "$$f"; \
+	  $(BIN)/assocmem sweep "$$f" --seeds 100 --dims 1000 --min-accuracy 0.99 --json \
+	    | $(BIN)/python -c 'import json, sys; print("accuracy %.3f" % json.load(sys.stdin)["accuracy"])'; \
+	done
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis
