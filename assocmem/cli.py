@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,11 +47,28 @@ def user_errors():
         fail(InputError(f"cannot write: {err.strerror}", err.filename))
 
 
+def strict(value):
+    """The data with no NaN or infinity left for a strict JSON parser: each becomes null, and in a mapping a
+    `KEY_note` beside it says what it was (the reports give their own reason where they know one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out[k] = strict(v)
+            if isinstance(v, float) and not math.isfinite(v):
+                out.setdefault(f"{k}_note", f"not a finite number ({v})")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
 def emit(data: dict, files, as_json: bool, print_tables) -> None:
-    """JSON on stdout, or the tables followed by where each file went."""
+    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went."""
     if as_json:
         data["files"] = [str(f) for f in files]
-        print(json.dumps(data, ensure_ascii=False))
+        print(json.dumps(strict(data), ensure_ascii=False, allow_nan=False))
         return
     con = console()
     print_tables(con)
@@ -119,8 +137,8 @@ def run(
     with user_errors():
         if dtype is not None and dtype not in DTYPES:
             raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
-        if not max_memory > 0:
-            raise InputError(f"--max-memory must be positive, got {max_memory}")
+        if not 0 < max_memory < math.inf:
+            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
         result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
@@ -141,8 +159,8 @@ def parse_list(text: str | None, kind, option: str) -> list | None:
         values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"{option} must be a comma-separated list of numbers, got {text!r}", hint="e.g. 256,1000,4096") from None
-    if not values or any(not (v > 0) for v in values):
-        raise InputError(f"{option} values must be positive, got {text!r}")
+    if not values or any(not (0 < v < math.inf) for v in values):
+        raise InputError(f"{option} values must be positive and finite, got {text!r}")
     return values
 
 
@@ -172,8 +190,8 @@ def sweep(
     with user_errors():
         if seeds < 1 or seed_start < 0:
             raise InputError(f"--seeds must be 1 or more and --seed-start 0 or more, got {seeds} and {seed_start}")
-        if not max_memory > 0:
-            raise InputError(f"--max-memory must be positive, got {max_memory}")
+        if not 0 < max_memory < math.inf:
+            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
         if min_accuracy is not None and not 0 <= min_accuracy <= 1:
             raise InputError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
         dim_list = parse_list(dims, int, "--dims")

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from assocmem.readout import competing
-from assocmem.runs import Attention, Column, PromptRun, Result, VariantRun
+from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, VariantRun
 
 SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
 TOP = 3         # logits shown per layer in the logit lens
@@ -66,8 +66,9 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
     if e:
         verdict = Text("PASS", style="bold green") if e.passed else Text("FAIL", style="bold red")
         note = "" if run.variant.check else " (not checked)"
+        margin = f"margin {e.margin:+.3f}" if np.isfinite(e.margin) else NO_MARGIN
         console.print(verdict + Text(f"  expect {token_label(e.expect)}: winner {token_label(e.winner)}, "
-                                     f"margin {e.margin:+.3f}{note}"))
+                                     f"{margin}{note}"))
 
 
 def column_label(c: Column) -> str:

@@ -14,6 +14,9 @@ from assocmem.readout import Expectation, competing
 from assocmem.scenario import Prompt, Scenario, Variant, load_scenario
 
 
+NO_MARGIN = "no margin: a single candidate, so no other logit to compare with"
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a stage's weights: a memory row (its relation and file:line) or a position (its token)."""
@@ -117,10 +120,12 @@ class VariantRun:
                            "logits_last": _named(self.names, p.lens_logits[number]),
                            "similarity_last_to_positions": p.lens_similarity[number].tolist()})
         e = p.expectation
+        alone = e is not None and not np.isfinite(e.margin)  # one candidate: no other logit to subtract
         return {
             "text": p.prompt.text, "tokens": list(p.prompt.tokens), "expect": p.prompt.expect,
             "candidates": competing(p.prompt, self.names), "candidates_given": bool(p.prompt.candidates),
-            "passed": e.passed if e else None, "margin": e.margin if e else None, "winner": e.winner if e else None,
+            "passed": e.passed if e else None, "margin": e.margin if e and not alone else None,
+            **({"margin_note": NO_MARGIN} if alone else {}), "winner": e.winner if e else None,
             "logits": _named(self.names, p.logits), "embedding_logits_last": _named(self.names, p.lens_logits[0]),
             "layers": layers,
         }

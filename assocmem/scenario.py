@@ -342,6 +342,9 @@ def _prompts(doc, data, tokenizer) -> tuple[Prompt, ...]:
             if not isinstance(raw, list) or not raw:
                 raise doc.error(here + ("candidates",), "candidates must be a non-empty list of tokens")
             candidates = tuple(_string(doc, here + ("candidates", j), c) for j, c in enumerate(raw))
+            for j, c in enumerate(candidates):
+                if c in candidates[:j]:  # a second copy would compete with itself: its margin would be 0, a FAIL
+                    raise doc.error(here + ("candidates", j), f"candidate {c!r} is listed twice", "list each token once")
             if expect is not None and expect not in candidates:
                 raise doc.error(here + ("expect",), f"expect {expect!r} is not among the candidates", "add it to candidates")
         name = _string(doc, here + ("name",), item["name"]) if "name" in item else None

@@ -59,28 +59,43 @@ class SweepResult:
                             + ("" if self.complete else " (interrupted)")] + [repr(c) for c in self.cells]) + ">"
 
     def to_dict(self) -> dict:
+        """Strict JSON: a share or a margin that is not a number (nothing checked; a single candidate, whose margin
+        is infinite) is null, with a `..._note` beside it saying why."""
         prompts = self.scenario.prompts
         return {
             "scenario": self.scenario.name,
-            "accuracy": self.accuracy,
+            **_share("accuracy", self.accuracy, "no checked expectation finished (every variant check: false, "
+                                                "no prompt expects anything, or interrupted first)"),
             "complete": self.complete,
             "seeds": len(self.cells[0].seeds) if self.cells else 0,
             "cells": [
                 {"variant": c.variant, "check": c.check, "dim": c.dim, "temperature": c.temperature,
-                 "seeds": [min(c.seeds), max(c.seeds)] if c.seeds else [], "accuracy": c.accuracy(),
-                 "mean_margin": _nan(np.nanmean(c.margins)) if c.margins is not None else None,
-                 "worst_margin": _nan(np.nanmin(c.margins)) if c.margins is not None else None,
-                 "prompts": [{"prompt": p.label, "accuracy": c.accuracy(j),
-                              "mean_margin": _nan(np.nanmean(c.margins[:, j])) if p.expect else None,
-                              "worst_margin": _nan(np.nanmin(c.margins[:, j])) if p.expect else None}
+                 "seeds": [min(c.seeds), max(c.seeds)] if c.seeds else [],
+                 **_share("accuracy", c.accuracy(), "no prompt expects anything"),
+                 **_margin("mean_margin", np.nanmean, c.margins), **_margin("worst_margin", np.nanmin, c.margins),
+                 "prompts": [{"prompt": p.label, **_share("accuracy", c.accuracy(j), "expects nothing"),
+                              **(_margin("mean_margin", np.nanmean, c.margins[:, j]) if p.expect else
+                                 {"mean_margin": None}),
+                              **(_margin("worst_margin", np.nanmin, c.margins[:, j]) if p.expect else
+                                 {"worst_margin": None})}
                              for j, p in enumerate(prompts)]}
                 for c in self.cells if c.margins is not None
             ],
         }
 
 
-def _nan(x) -> float | None:
-    return None if np.isnan(x) else float(x)
+def _share(key: str, value: float, why: str) -> dict:
+    return {key: float(value)} if np.isfinite(value) else {key: None, key + "_note": why}
+
+
+def _margin(key: str, reduce, margins) -> dict:
+    """A mean or worst margin over the finite margins: NaN means nothing was expected, and an infinite margin is a
+    prompt with a single candidate, which has none (left out, and said so; null if nothing is left)."""
+    present = margins[~np.isnan(margins)]
+    finite = present[np.isfinite(present)]
+    note = {key + "_note": "prompts with a single candidate have no margin and are left out"} \
+        if finite.size < present.size else {}
+    return {key: float(reduce(finite)) if finite.size else None, **note}
 
 
 def run_cell(scenario: Scenario, variant: Variant, seeds, backend: Backend | None = None,

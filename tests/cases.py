@@ -59,6 +59,8 @@ HOSTILE_SCENARIOS = [
     ("concept-cancels", "concepts:\n  - Z = A - A\n" + GOOD_PROMPTS, "A - A sums to zero", 2),
     ("relation-value-cancels", "relations:\n  - K = 0.5*A + B - 0.5*A - B\n" + GOOD_PROMPTS, "sums to zero", 2),
     ("rewrite-to-itself", "relations:\n  - A -> A\n" + GOOD_PROMPTS, "rewrites a name to itself", 2),
+    ("duplicate-candidates", "relations: [a = b, a = d]\nprompts:\n  - text: a ?\n    expect: b\n"
+     "    candidates: [b, d,\n      b]\n", "candidate 'b' is listed twice", 6),
 ]
 BAD_SCENARIOS += HOSTILE_SCENARIOS
 
@@ -114,3 +116,15 @@ SWEEP_3_SEEDS = {  # (scenario, variant): (accuracy, mean margin, worst margin) 
     ("pronoun_seed", "model"): (0.6666666666666666, 0.034595842, -0.007658770),
     ("successor", "model"): (1.0, 0.436579597, 0.366477005),
 }
+
+# Scenarios whose --json output once held NaN or Infinity: (id, file text, command-line arguments after the file).
+# A single candidate has no margin (was "margin": Infinity); a sweep with nothing checked has no accuracy (NaN).
+STRICT_JSON_EDGES = [
+    ("single-candidate", "relations: [a = b]\nprompts:\n  - {text: 'a ?', expect: b, candidates: [b]}\n", ["run"]),
+    ("single-candidate-sweep", "relations: [a = b]\nprompts:\n  - {text: 'a ?', expect: b, candidates: [b]}\n"
+     "  - {text: 'a ?', expect: b, candidates: [b, a]}\n", ["sweep", "--seeds", "2"]),
+    ("one-name-vocabulary", "prompts:\n  - {text: a a, expect: a, candidates: [a]}\n", ["run"]),
+    ("nothing-expected", "prompts: [a b]\n", ["sweep", "--seeds", "2"]),
+    ("nothing-checked", "variants:\n  v: {check: false}\nprompts:\n  - {text: 'a ?', expect: a}\n",
+     ["sweep", "--seeds", "2"]),
+]

@@ -9,7 +9,7 @@ import pytest
 
 from assocmem.backends.cupy_backend import CupyBackend
 from assocmem.errors import InputError
-from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES
+from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES, STRICT_JSON_EDGES
 from conftest import ROOT, cli, write
 
 
@@ -163,6 +163,9 @@ def test_a_device_is_not_read():
     (["sweep", "scenarios/pronoun.yaml", "--seeds", "0"], "--seeds"),
     (["sweep", "scenarios/pronoun.yaml", "--dims", "10,abc"], "comma-separated"),
     (["sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--backend", "tpu"], "unknown backend 'tpu'"),
+    (["sweep", "scenarios/pronoun.yaml", "--temperatures", "0.05,inf"], "positive and finite"),
+    (["sweep", "scenarios/pronoun.yaml", "--temperatures", "nan"], "positive and finite"),
+    (["run", "scenarios/pronoun.yaml", "--max-memory", "inf"], "--max-memory must be a positive number"),
     (["graph", "graphs/pronoun.yaml", "--dim", "0"], "dim must be between 1 and"),
     (["graph", "graphs/pronoun.yaml", "--temperature", "0"], "temperature must be a positive number"),
 ])
@@ -232,3 +235,47 @@ def test_graph_command_on_a_scenario_and_bad_input(tmp_path):
     bad = write(tmp_path, "g.yaml", "relations:\n  - a => b\n")
     r = cli("graph", bad)
     assert r.returncode == 2 and "g.yaml:2:" in r.stderr and "Traceback" not in r.stderr
+
+
+def strict_loads(text):
+    """json.loads that refuses NaN, Infinity and -Infinity, as strict parsers (JavaScript's, Go's) do."""
+    def refuse(name):
+        raise ValueError(f"{name} in the JSON output")
+    return json.loads(text, parse_constant=refuse)
+
+
+SHIPPED = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_json_of_every_shipped_scenario_parses_strictly(name):
+    for args in (["run", f"scenarios/{name}", "--json"], ["sweep", f"scenarios/{name}", "--seeds", 2, "--json"],
+                 ["graph", f"scenarios/{name}", "--json"]):
+        r = cli(*args)
+        assert r.returncode in (0, 1), (args, r.stderr[-2000:])
+        strict_loads(r.stdout)
+
+
+def test_json_of_the_graphs_and_the_bench_parses_strictly():
+    for path in sorted((ROOT / "graphs").glob("*.yaml")):
+        strict_loads(cli("graph", path, "--json").stdout)
+    r = cli("bench", "--quick", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    strict_loads(r.stdout)
+
+
+@pytest.mark.parametrize("case, text, args", STRICT_JSON_EDGES, ids=[c[0] for c in STRICT_JSON_EDGES])
+def test_json_has_null_with_a_reason_instead_of_nan_or_infinity(tmp_path, case, text, args):
+    r = cli(*args, write(tmp_path, "s.yaml", text), "--json")
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    data = strict_loads(r.stdout)
+    if args[0] == "run":
+        p = data["variants"][0]["prompts"][0]
+        assert p["passed"] is True and p["margin"] is None and "single candidate" in p["margin_note"]
+        assert "no margin: a single candidate" in cli("run", tmp_path / "s.yaml").stdout
+    elif case == "single-candidate-sweep":
+        cell = data["cells"][0]
+        assert cell["accuracy"] is not None and cell["prompts"][0]["mean_margin"] is None
+        assert "single candidate" in cell["mean_margin_note"] and cell["mean_margin"] is not None
+    else:
+        assert data["accuracy"] is None and data["accuracy_note"]
