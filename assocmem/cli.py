@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +22,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 state = {"debug": False}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """rich's own handler exits 1, the status that means an expectation failed; a closed pipe is not that."""
+        _quiet_stdout()
+        raise typer.Exit(BROKEN_PIPE)
+
+
 def console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False, soft_wrap=False)
+    return _Console(width=None if sys.stdout.isatty() else 160, highlight=False, soft_wrap=False)
 
 
 def fail(err: Exception) -> None:
@@ -44,7 +52,7 @@ def user_errors():
         fail(InputError(f"out of memory ({err})".replace(" ()", ""),
                         hint="lower --max-memory so the batch runs in smaller passes, or lower dim"))
     except OSError as err:
-        fail(InputError(f"cannot write: {err.strerror}", err.filename))
+        fail(InputError(f"cannot read or write: {err.strerror}", err.filename))
 
 
 def strict(value):
@@ -65,15 +73,25 @@ def strict(value):
 
 
 def emit(data: dict, files, as_json: bool, print_tables) -> None:
-    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went."""
-    if as_json:
-        data["files"] = [str(f) for f in files]
-        print(json.dumps(strict(data), ensure_ascii=False, allow_nan=False))
-        return
-    con = console()
-    print_tables(con)
-    for f in files:
-        con.print(f"wrote {f}")
+    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went.  A reader that
+    stopped reading (`| head`) ends the command quietly with 141; stdout that cannot be written (a full disk) is
+    one line and exit 2."""
+    try:
+        if as_json:
+            data["files"] = [str(f) for f in files]
+            print(json.dumps(strict(data), ensure_ascii=False, allow_nan=False))
+        else:
+            con = console()
+            print_tables(con)
+            for f in files:
+                con.print(f"wrote {f}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        raise typer.Exit(BROKEN_PIPE) from None
+    except OSError as err:
+        _quiet_stdout()
+        fail(InputError(f"cannot write the output: {err.strerror}", "stdout"))
 
 
 def backend_option():
@@ -275,5 +293,61 @@ def bench(
     emit(result.to_dict(), [], as_json, lambda con: print_bench(result, con))
 
 
+try:  # typer 0.2x vendors click as typer._click; older versions use click itself
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as _click_errors
+
+# Exit statuses, one meaning each: 0 every checked expectation holds, 1 one failed, 2 bad input or environment
+# (one line on stderr), 3 a bug in assocmem (one line; --debug shows the traceback), 130 interrupted, and 141
+# (128 + SIGPIPE, as the shell reports `yes | head`) when whoever reads stdout stopped reading.
+INTERNAL_ERROR, INTERRUPTED, BROKEN_PIPE = 3, 130, 141
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of a broken pipe neither fails nor complains."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `assocmem` command: the typer app, with every way out mapped to one exit status and at most one line."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    try:
+        code = app(args=args, prog_name="assocmem", standalone_mode=False)
+        sys.stdout.flush()
+    except _click_errors.NoArgsIsHelpError as err:  # `assocmem` alone: the help (rich prints it), as before
+        if err.ctx:
+            err.ctx.get_help()
+        code = 2
+    except _click_errors.ClickException as err:  # an unknown command or option, a value of the wrong type
+        command = err.ctx.command_path if getattr(err, "ctx", None) else "assocmem"
+        message = " ".join(err.format_message().split())
+        print(f"assocmem: error: {message} (see {command} --help)", file=sys.stderr)
+        code = 2
+    except BrokenPipeError:
+        _quiet_stdout()
+        code = BROKEN_PIPE
+    except (KeyboardInterrupt, typer.Abort):
+        print("assocmem: interrupted", file=sys.stderr)
+        code = INTERRUPTED
+    except MemoryError:
+        if debug:
+            raise
+        print("assocmem: error: out of memory", file=sys.stderr)
+        code = 2
+    except Exception as err:  # noqa: BLE001 - anything else is a bug in assocmem, and says so in one line
+        if debug:
+            raise
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"assocmem: internal error, a bug: {text} (--debug shows the traceback)", file=sys.stderr)
+        code = INTERNAL_ERROR
+    sys.exit(code or 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

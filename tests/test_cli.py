@@ -279,3 +279,55 @@ def test_json_has_null_with_a_reason_instead_of_nan_or_infinity(tmp_path, case, 
         assert "single candidate" in cell["mean_margin_note"] and cell["mean_margin"] is not None
     else:
         assert data["accuracy"] is None and data["accuracy_note"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "scenarios/pronoun.yaml", "--seed", "1.5"], "Invalid value for '--seed'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["run"], "Missing argument"),
+    (["run", "scenarios/pronoun.yaml", "--nope"], "No such option: --nope"),
+])
+def test_option_errors_are_one_line_not_a_usage_box(args, message):
+    error = one_line_exit_2(cli(*args), message)
+    assert "╭" not in error and "--help" in error
+
+
+def run_main(code: str, *args):
+    """The real entry point, cli.main, with one piece of the library replaced first (to plant a fault)."""
+    script = f"import sys\n{code}\nfrom assocmem.cli import main\nmain(sys.argv[1:])\n"
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_a_bug_is_one_line_and_exit_3_and_debug_shows_the_traceback():
+    plant = "import assocmem.runs\ndef boom(*a, **k):\n    raise KeyError('planted')\nassocmem.runs.run = boom"
+    r = run_main(plant, "run", "scenarios/pronoun.yaml")
+    assert r.returncode == 3 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert "internal error, a bug: KeyError: 'planted'" in r.stderr and "--debug" in r.stderr
+    r = run_main(plant, "--debug", "run", "scenarios/pronoun.yaml")
+    assert r.returncode != 3 and "Traceback" in r.stderr and "planted" in r.stderr
+
+
+def test_ctrl_c_exits_130():
+    plant = "import assocmem.runs\ndef stop(*a, **k):\n    raise KeyboardInterrupt\nassocmem.runs.run = stop"
+    r = run_main(plant, "run", "scenarios/pronoun.yaml")
+    assert r.returncode == 130 and r.stderr.count("\n") <= 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["run", "scenarios/pronoun.yaml"], ["run", "scenarios/pronoun.yaml", "--json"],
+                                  ["graph", "graphs/calendar.yaml"]])
+def test_a_closed_pipe_ends_quietly(args):
+    """`assocmem run ... | head -1`: the reader is gone before the output is written; no traceback, no exit 1."""
+    p = subprocess.Popen([sys.executable, "-m", "assocmem.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    stderr = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and stderr == ""
+
+
+def test_stdout_on_a_full_disk_is_one_line_exit_2():
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "assocmem.cli", "run", "scenarios/pronoun.yaml", "--json"], cwd=ROOT,
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No space left on device" in r.stderr
