@@ -76,6 +76,8 @@ def emit(data: dict, files, as_json: bool, print_tables) -> None:
     """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went.  A reader that
     stopped reading (`| head`) ends the command quietly with 141; stdout that cannot be written (a full disk) is
     one line and exit 2."""
+    from assocmem.report import markup
+
     try:
         if as_json:
             data["files"] = [str(f) for f in files]
@@ -84,7 +86,7 @@ def emit(data: dict, files, as_json: bool, print_tables) -> None:
             con = console()
             print_tables(con)
             for f in files:
-                con.print(f"wrote {f}")
+                con.print(f"wrote {markup(str(f))}")
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
@@ -148,7 +150,7 @@ def run(
     backend: str = backend_option(),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
-    from assocmem.report import print_result
+    from assocmem.report import markup, print_result
     from assocmem.runs import run as run_scenario
     from assocmem.scenario import load_scenario
 
@@ -166,7 +168,7 @@ def run(
             files = plot_result(result, plot)
     verdict = "every expectation holds" if result.passed else "an expectation failed"
     emit(result.to_dict(), files, as_json,
-         lambda con: (print_result(result, con, all_positions), con.print(f"\n{sc.name}: {verdict}")))
+         lambda con: (print_result(result, con, all_positions), con.print(f"\n{markup(sc.name)}: {verdict}")))
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -317,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     """The `assocmem` command: the typer app, with every way out mapped to one exit status and at most one line."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
+    for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii, a C locale: escapes, not UnicodeEncodeError
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
     try:
         code = app(args=args, prog_name="assocmem", standalone_mode=False)
         sys.stdout.flush()

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from assocmem.mem import unit  # noqa: E402
-from assocmem.report import token_label  # noqa: E402
+from assocmem.report import token_label, visible  # noqa: E402
 from assocmem.runs import Result, VariantRun  # noqa: E402
 
 plt.rcParams["font.family"] = "DejaVu Sans"  # ships with matplotlib and has Cyrillic glyphs
@@ -35,6 +35,12 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+def literal(text: str) -> str:
+    """Text that matplotlib shows as written: hidden characters as escapes, and `$` escaped, since a pair of them
+    starts mathtext (`$\\foo$` is a parse error, `$x^2$` a formula)."""
+    return visible(str(text)).replace("$", r"\$")
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("_") or "x"
 
@@ -43,9 +49,10 @@ def heatmap(matrix, row_labels, col_labels, title, cbar="cosine", vmin=None, vma
     rows, cols = matrix.shape
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * cols + 2.5), max(3.0, 0.32 * rows + 1.8)))
     im = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    col_labels, row_labels = [literal(c) for c in col_labels], [literal(r) for r in row_labels]
     ax.set_xticks(range(cols), col_labels, rotation=90 if max(map(len, col_labels), default=0) > 3 else 0)
     ax.set_yticks(range(rows), row_labels)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal(title), fontsize=10)
     fig.colorbar(im, ax=ax, label=cbar)
     return fig
 
@@ -103,11 +110,11 @@ def plot_sweep(result, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for c in result.cells:
             if c.margins is not None:
-                ax.hist(c.margins[:, j], bins=30, alpha=0.5, label=f"{c.variant} d={c.dim} T={c.temperature:g}")
+                ax.hist(c.margins[:, j], bins=30, alpha=0.5, label=literal(f"{c.variant} d={c.dim} T={c.temperature:g}"))
         ax.axvline(0, color="k", lw=1)
         ax.set_xlabel("margin (expected logit - best other candidate)")
         ax.set_ylabel("seeds")
-        ax.set_title(f"{name} prompt {j + 1}: {p.label}", fontsize=9)
+        ax.set_title(literal(f"{name} prompt {j + 1}: {p.label}"), fontsize=9)
         ax.legend(fontsize=6)
         files.append(save(fig, out / f"{name}-p{j + 1}-margins.png"))
     return files
@@ -122,7 +129,7 @@ def draw_graph(graph, out: Path, title: str) -> Path:
     pos = nx.spring_layout(nx.Graph(g), seed=0, k=4.0 / max(len(g), 1) ** 0.5, iterations=300)  # numpy-only below 500 nodes
     concepts = {c.name for c in graph.concepts}
     nx.draw_networkx_nodes(g, pos, ax=ax, node_size=900, node_color=["#f3d9a4" if n in concepts else "#bcd7f0" for n in g])
-    nx.draw_networkx_labels(g, pos, ax=ax, font_size=9, font_family="DejaVu Sans")
+    nx.draw_networkx_labels(g, pos, labels={n: literal(n) for n in g}, ax=ax, font_size=9, font_family="DejaVu Sans")
     styles = {"assoc": ("solid", "#1f4e79"), "rewrite": ("dashed", "#8b1e3f"), "concept": ("dotted", "#888888")}
     for kind, (style, color) in styles.items():
         edges = [(u, v) for u, v, d in g.edges(data=True) if d["kind"] == kind]
@@ -132,7 +139,7 @@ def draw_graph(graph, out: Path, title: str) -> Path:
                                                          "concept": "concept term -> concept"}[k])
                for k, (st, c) in styles.items()]
     ax.legend(handles=handles, fontsize=8, loc="best")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal(title), fontsize=10)
     ax.axis("off")
     return save(fig, Path(out))
 

@@ -1,6 +1,8 @@
 """Tables for the terminal: attention per layer and stage, a logit lens, final logits, PASS/FAIL."""
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
@@ -14,16 +16,35 @@ SHOWN = 0.005   # attention weights below this are left out of the one-line summ
 TOP = 3         # logits shown per layer in the logit lens
 
 
+# Characters a terminal would act on or hide instead of showing: controls (ESC starts an escape sequence),
+# format characters (bidi overrides, zero-width), surrogates, private and unassigned code points, line separators.
+HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def visible(text: str, keep: str = "") -> str:
+    """Text with every hidden character written as its escape (ESC as \\x1b, U+202E as \\u202e), so it is shown,
+    never sent raw to the terminal; `keep` lists the ones to leave (a description's newlines)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c in keep or unicodedata.category(c) not in HIDDEN else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
+def markup(text: str) -> str:
+    """User text for a place where rich reads markup: visible, and `[bold]` or `[/x]` shown as written."""
+    return escape(visible(text))
+
+
 def token_label(token: str) -> str:
-    """Spaces and empty names made visible."""
-    return token.replace(" ", "␣") if token.strip() else "␣" * max(len(token), 1)
+    """Spaces, empty names and hidden characters made visible."""
+    return visible(token.replace(" ", "␣")) if token.strip() else "␣" * max(len(token), 1)
 
 
 def print_result(result: Result, console: Console, all_positions: bool = False) -> None:
     sc = result.scenario
-    console.print(Text(f"{sc.name}", style="bold") + Text(f"  {sc.path}", style="dim"))
+    console.print(Text(visible(sc.name), style="bold") + Text(f"  {visible(str(sc.path))}", style="dim"))
     if sc.description:
-        console.print(Text(sc.description.strip(), style="dim"))
+        console.print(Text(visible(sc.description.strip(), keep="\n\t"), style="dim"))
     for run in result.variants:
         print_variant(run, console, all_positions)
 
@@ -31,9 +52,9 @@ def print_result(result: Result, console: Console, all_positions: bool = False) 
 def print_variant(run: VariantRun, console: Console, all_positions: bool) -> None:
     m = run.variant.model
     title = f"variant {run.variant.name}" + ("" if run.variant.check else " (shown, not checked)")
-    console.rule(Text(title, style="bold cyan"))
+    console.rule(Text(visible(title), style="bold cyan"))
     if run.variant.description:
-        console.print(Text(run.variant.description.strip(), style="dim"))
+        console.print(Text(visible(run.variant.description.strip(), keep="\n\t"), style="dim"))
     console.print(f"dim {m.dim} · seed {m.seed} · temperature {m.temperature:g} · similarity {m.similarity} · "
                   f"{m.dtype} · {len(m.pipeline)} layers · {len(run.names)} names · {len(run.memory_rows)} memory rows")
     for j, p in enumerate(run.prompts):
@@ -49,12 +70,12 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
     table = Table(title="last position, layer by layer", title_justify="left", show_lines=False, expand=False)
     table.add_column("layer", justify="right")
     table.add_column("stage")
-    table.add_column(f"weights of {token_label(tokens[-1])}@{last}", overflow="fold")
+    table.add_column(escape(f"weights of {token_label(tokens[-1])}@{last}"), overflow="fold")
     table.add_column(f"top {TOP} logits after the layer", overflow="fold")
-    table.add_row("0", "embedding", "", _top(run.names, p.lens_logits[0]))
+    table.add_row("0", "embedding", "", _top(run.names, p.lens_logits[0]))  # _top and attention_line escape
     for a in p.attention:
         closes_layer = a.index == len(run.variant.model.pipeline[a.layer - 1].stages) - 1
-        table.add_row(str(a.layer) if a.index == 0 else "", a.stage.label, attention_line(a, last),
+        table.add_row(str(a.layer) if a.index == 0 else "", escape(a.stage.label), attention_line(a, last),
                       _top(run.names, p.lens_logits[a.layer]) if closes_layer else "")
     console.print(table)
     if all_positions:
@@ -73,7 +94,7 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
 
 def column_label(c: Column) -> str:
     """A position as token@i; a memory row as its relation and file:line."""
-    return f"{token_label(c.name)}@{c.position}" if c.position is not None else f"{c.name} [{c.source}]"
+    return f"{token_label(c.name)}@{c.position}" if c.position is not None else visible(f"{c.name} [{c.source}]")
 
 
 def attention_line(a: Attention, position: int) -> str:
@@ -129,7 +150,7 @@ def print_sweep(result, console: Console) -> None:
     """Accuracy per (variant, dim, temperature) cell, then per prompt."""
     prompts = result.scenario.prompts
     n = len(result.cells[0].seeds) if result.cells else 0
-    table = Table(title=f"{result.scenario.name}: share of (seed, prompt) pairs whose expectation holds, "
+    table = Table(title=f"{markup(result.scenario.name)}: share of (seed, prompt) pairs whose expectation holds, "
                         f"{n} seeds" + ("" if result.complete else " (interrupted: partial)"), title_justify="left")
     for col, just in (("variant", "left"), ("dim", "right"), ("T", "right"), ("accuracy", "right"),
                       ("mean margin", "right"), ("worst margin", "right"), ("fails most", "left")):
@@ -139,10 +160,10 @@ def print_sweep(result, console: Console) -> None:
             continue
         fails = c.fails()
         worst = int(np.argmax(fails))
-        most = f"{escape(prompts[worst].label)} ({fails[worst]}/{len(c.seeds)})" if fails[worst] else "—"
+        most = f"{markup(prompts[worst].label)} ({fails[worst]}/{len(c.seeds)})" if fails[worst] else "—"
         acc = c.accuracy()
         style = "green" if acc >= 0.99 else ("yellow" if acc >= 0.9 else "red")
-        table.add_row(escape(c.variant) + ("" if c.check else " (unchecked)"), str(c.dim), f"{c.temperature:g}",
+        table.add_row(markup(c.variant) + ("" if c.check else " (unchecked)"), str(c.dim), f"{c.temperature:g}",
                       Text(f"{acc:.3f}", style=style), f"{np.nanmean(c.margins):+.3f}", f"{np.nanmin(c.margins):+.3f}", most)
     console.print(table)
     per = Table(title="per prompt", title_justify="left")
@@ -153,14 +174,14 @@ def print_sweep(result, console: Console) -> None:
             continue
         for c in result.cells:
             if c.margins is not None:
-                per.add_row(escape(p.label), escape(c.variant), str(c.dim), f"{c.temperature:g}",
+                per.add_row(markup(p.label), markup(c.variant), str(c.dim), f"{c.temperature:g}",
                             f"{c.accuracy(j):.3f}", f"{np.nanmean(c.margins[:, j]):+.3f}", f"{np.nanmin(c.margins[:, j]):+.3f}")
     console.print(per)
     console.print(f"accuracy over every checked cell: {result.accuracy:.4f}")
 
 
 def print_graph_report(report, name: str, model, console: Console) -> None:
-    console.print(Text(name, style="bold") + Text(f"  {report.tokens} tokens · {report.relations} relations · "
+    console.print(Text(visible(name), style="bold") + Text(f"  {report.tokens} tokens · {report.relations} relations · "
                                                   f"{report.concepts} concepts", style=""))
     table = Table(title="structure", title_justify="left", show_header=False)
     table.add_column("what")
@@ -168,7 +189,7 @@ def print_graph_report(report, name: str, model, console: Console) -> None:
 
     def names(xs):
         xs = [str(x) for x in xs]
-        return escape(", ".join(xs)) if xs else "—"
+        return markup(", ".join(xs)) if xs else "—"
 
     fan_out = sorted(report.fan_out.items(), key=lambda kv: -kv[1])[:8]
     fan_in = sorted(report.fan_in.items(), key=lambda kv: -kv[1])[:8]
@@ -186,10 +207,10 @@ def print_graph_report(report, name: str, model, console: Console) -> None:
         ct.add_column(col, justify="right" if col == "cosine" else "left")
     for kind, pairs in (("keys", report.key_crosstalk), ("concepts", report.concept_crosstalk)):
         for a, b, c in pairs:
-            ct.add_row(kind, escape(a), escape(b), f"{c:+.3f}")
+            ct.add_row(kind, markup(a), markup(b), f"{c:+.3f}")
     console.print(ct)
     for w in report.ambiguous:
-        console.print(Text("warning: ", style="bold yellow") + Text(w))
+        console.print(Text("warning: ", style="bold yellow") + Text(visible(w)))
     if not report.ambiguous:
         console.print(f"no ambiguous retrieval at temperature {model.temperature:g}")
 

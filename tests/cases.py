@@ -128,3 +128,20 @@ STRICT_JSON_EDGES = [
     ("nothing-checked", "variants:\n  v: {check: false}\nprompts:\n  - {text: 'a ?', expect: a}\n",
      ["sweep", "--seeds", "2"]),
 ]
+
+# Names and tokens that other libraries read as instructions: rich markup ([bold], [/x]), matplotlib mathtext
+# ($\\foo$), terminal escapes (ESC [2J clears the screen), a bidi override and a zero-width space.  Every command
+# must show them as written (the hidden ones as escapes), never crash on them or pass them raw to the terminal.
+MARKUP_SCENARIO = r"""name: "[/oops] $\\foo$ \e[31mred"
+description: "a [bold]description[/bold]\nline two \u202e"
+relations:
+  - "[bold] = a[/x]"
+  - "$\\foo$ = x\e[2J"
+variants:
+  "[bold]v": {check: false}
+  "[/x]": {}
+prompts:
+  - text: "[bold] ? a[/x] $\\foo$ ? x\e[2J \u202eevil \u200b"
+    expect: "a[/x]"
+    name: "[red]named $x^2$"
+"""

@@ -9,7 +9,7 @@ import pytest
 
 from assocmem.backends.cupy_backend import CupyBackend
 from assocmem.errors import InputError
-from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES, STRICT_JSON_EDGES
+from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES, STRICT_JSON_EDGES, MARKUP_SCENARIO
 from conftest import ROOT, cli, write
 
 
@@ -331,3 +331,30 @@ def test_stdout_on_a_full_disk_is_one_line_exit_2():
         r = subprocess.run([sys.executable, "-m", "assocmem.cli", "run", "scenarios/pronoun.yaml", "--json"], cwd=ROOT,
                            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No space left on device" in r.stderr
+
+
+def test_markup_mathtext_and_escapes_are_shown_as_written(tmp_path):
+    path = write(tmp_path, "s.yaml", MARKUP_SCENARIO)
+    for args in (["run", path], ["run", path, "--all-positions"], ["run", path, "--plot", tmp_path / "run"],
+                 ["sweep", path, "--seeds", 2, "--plot", tmp_path / "sweep"], ["graph", path, "--png", tmp_path / "g.png"]):
+        r = cli(*args)
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr and r.stderr.count("\n") <= 1, (args, r.stderr)
+        assert "\x1b" not in r.stdout and "\u202e" not in r.stdout and "\u200b" not in r.stdout  # never raw
+        if args[0] == "run":
+            assert "[/oops] $\\foo$ \\x1b[31mred: an expectation failed" in r.stdout
+            assert "x\\x1b[2J" in r.stdout and "\\u202eevil" in r.stdout and "\\u200b" in r.stdout
+            assert "variant [bold]v (shown, not checked)" in r.stdout and "[bold] = a[/x]" in r.stdout
+            assert "weights of \\u200b@" in r.stdout
+    assert len(list((tmp_path / "run").glob("*.png"))) == 6 and (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_an_ascii_terminal_gets_escapes_not_a_crash():
+    env = dict(os.environ, PYTHONIOENCODING="ascii", COLUMNS="160")
+    outputs = []
+    for args, code in ((["run", "scenarios/pronoun.yaml"], 0), (["run", "nowhere/МАША.yaml"], 2)):
+        r = subprocess.run([sys.executable, "-m", "assocmem.cli", *args], cwd=ROOT, capture_output=True, env=env,
+                           timeout=120)
+        assert r.returncode == code and b"Traceback" not in r.stderr, r.stderr
+        assert max(r.stdout + r.stderr) < 128
+        outputs.append(r.stdout + r.stderr)
+    assert b"\\u041a\\u0410\\u0428\\u0423" in outputs[0] and b"\\u041c" in outputs[1]  # КАШУ, М as escapes
