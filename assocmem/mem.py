@@ -63,7 +63,12 @@ def norms(x, xp=np):
 
 
 def unit(x, xp=np):
-    """x scaled to unit length along the last axis; zero rows stay zero.  Shapes: (..., d) -> (..., d)."""
+    """x scaled to unit length along the last axis; zero rows stay zero.  Shapes: (..., d) -> (..., d).
+
+    >>> unit(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
     return x / xp.maximum(norms(x, xp), EPS)
 
 
@@ -71,7 +76,13 @@ def similarity(q, K, kind: str = "cosine", xp=np):
     """Scores of every query against every key.  Shapes: q (..., n, d), K (..., m, d) -> (..., n, m).
     Cosine divides the dot products by the norms, rather than normalising copies of q and K first, where every
     nonzero norm lies within 2^(±maxexp/4) (2^±256 in float64), so no product of entries overflows or underflows;
-    beyond that it normalises copies, so a row of 1e300s or of 1e-300s scores as its direction does."""
+    beyond that it normalises copies, so a row of 1e300s or of 1e-300s scores as its direction does.
+
+    >>> similarity(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0], [1.0, 1.0]]), "dot")
+    array([[2., 1.]])
+    >>> similarity(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 3.0]]))
+    array([[1., 0.]])
+    """
     if kind not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
     if kind == "dot":
@@ -87,7 +98,12 @@ def similarity(q, K, kind: str = "cosine", xp=np):
 
 def softmax(scores, mask=None, xp=np):
     """Max-subtracted softmax over the last axis.  Masked-out entries get weight 0; a row with no
-    allowed entry (an empty memory) gets all zeros, so reading it adds nothing."""
+    allowed entry (an empty memory) gets all zeros, so reading it adds nothing.  Shapes: (..., m) -> (..., m).
+
+    >>> softmax(np.array([[0.0, 0.0, 5.0], [1.0, 2.0, 3.0]]), mask=np.array([[True, True, False], [False] * 3]))
+    array([[0.5, 0.5, 0. ],
+           [0. , 0. , 0. ]])
+    """
     if mask is not None:
         scores = xp.where(mask, scores, -xp.inf)
     top = scores.max(axis=-1, keepdims=True)
