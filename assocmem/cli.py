@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -315,10 +316,16 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM unwinds like an exception, so a PNG's temporary file is removed as on Ctrl-C; exit 143 (128 + 15)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `assocmem` command: the typer app, with every way out mapped to one exit status and at most one line."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
+    signal.signal(signal.SIGTERM, _terminated)
     for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii, a C locale: escapes, not UnicodeEncodeError
         try:
             stream.reconfigure(errors="backslashreplace")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from assocmem.errors import InputError  # noqa: E402
 from assocmem.mem import unit  # noqa: E402
 from assocmem.report import token_label, visible  # noqa: E402
 from assocmem.runs import Result, VariantRun  # noqa: E402
@@ -19,13 +21,45 @@ from assocmem.runs import Result, VariantRun  # noqa: E402
 plt.rcParams["font.family"] = "DejaVu Sans"  # ships with matplotlib and has Cyrillic glyphs
 
 
+def writable_target(path: Path) -> None:
+    """Refuse to replace anything but a regular file: the rename would put a PNG where a device node, a FIFO, a
+    folder or a symbolic link stood (a link would be replaced itself, not the file it points to)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            raise InputError(f"is {what}; only a regular file is replaced by a PNG", path,
+                             hint="choose another file name")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError("is not a regular file; only a regular file is replaced by a PNG", path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save(fig, path: Path) -> Path:
-    """Write the figure whole or not at all: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.part")
+    """Write the figure whole or not at all: a temporary file in the same folder, then a rename.  Only a new file
+    or a regular one is replaced; the file gets the mode a new file would (0666 less the umask: mkstemp's is
+    0600); the temporary is removed on any exception, and on SIGTERM, which cli.main turns into SystemExit."""
+    try:
+        writable_target(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.part")
+    except BaseException:
+        plt.close(fig)
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        os.chmod(tmp, 0o666 & ~_umask())
+        writable_target(path)  # again: something may have been put there while drawing
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -33,6 +67,21 @@ def save(fig, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def unique_slugs(names) -> dict:
+    """A file-name slug per name, distinct even where slug() maps two names to one (`a/b` and `a?b` are both
+    `a_b`): later ones get -2, -3, ...  Case is folded too, for case-insensitive file systems."""
+    out, taken = {}, set()
+    for name in dict.fromkeys(names):
+        base = candidate = slug(name)
+        k = 1
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{base}-{k}"
+        taken.add(candidate.casefold())
+        out[name] = candidate
+    return out
 
 
 def literal(text: str) -> str:
@@ -57,9 +106,10 @@ def heatmap(matrix, row_labels, col_labels, title, cbar="cosine", vmin=None, vma
     return fig
 
 
-def plot_variant(run: VariantRun, out: Path) -> list[Path]:
+def plot_variant(run: VariantRun, out: Path, variant_slug: str | None = None) -> list[Path]:
     files = []
-    base = slug(run.scenario.name) + ("" if len(run.scenario.variants) == 1 else "-" + slug(run.variant.name))
+    variant_slug = variant_slug or slug(run.variant.name)
+    base = slug(run.scenario.name) + ("" if len(run.scenario.variants) == 1 else "-" + variant_slug)
     for j, p in enumerate(run.prompts):
         tokens = [f"{token_label(t)}" for t in p.prompt.tokens]
         stem = f"{base}-p{j + 1}"
@@ -81,7 +131,8 @@ def plot_variant(run: VariantRun, out: Path) -> list[Path]:
 
 
 def plot_result(result: Result, out: Path) -> list[Path]:
-    return [f for run in result.variants for f in plot_variant(run, Path(out))]
+    slugs = unique_slugs(run.variant.name for run in result.variants)
+    return [f for run in result.variants for f in plot_variant(run, Path(out), slugs[run.variant.name])]
 
 
 def plot_sweep(result, out: Path) -> list[Path]:
@@ -89,7 +140,8 @@ def plot_sweep(result, out: Path) -> list[Path]:
     out = Path(out)
     files = []
     name = slug(result.scenario.name)
-    for variant in dict.fromkeys(c.variant for c in result.cells):
+    slugs = unique_slugs(c.variant for c in result.cells)
+    for variant in slugs:
         cells = [c for c in result.cells if c.variant == variant and c.margins is not None]
         dims = sorted({c.dim for c in cells})
         temps = sorted({c.temperature for c in cells})
@@ -103,7 +155,7 @@ def plot_sweep(result, out: Path) -> list[Path]:
         ax.set_ylabel("dim")
         for (i, k), v in np.ndenumerate(grid):
             ax.text(k, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k")
-        files.append(save(fig, out / f"{name}-{slug(variant)}-accuracy.png"))
+        files.append(save(fig, out / f"{name}-{slugs[variant]}-accuracy.png"))
     for j, p in enumerate(result.scenario.prompts):
         if p.expect is None:
             continue

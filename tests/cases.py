@@ -145,3 +145,14 @@ prompts:
     expect: "a[/x]"
     name: "[red]named $x^2$"
 """
+
+# Where `graph --png OUT` must not write, made by the same kinds as SPECIAL_GRAPH_FILES: (id, what OUT is, the error).
+SPECIAL_OUTPUTS = [
+    ("png-onto-fifo", "fifo", "is a FIFO"),
+    ("png-onto-symlink", "dangling", "is a symbolic link"),
+    ("png-onto-symlink-loop", "loop", "is a symbolic link"),
+    ("png-onto-directory", "dir", "is a directory"),
+]
+
+# Variants whose names map to one file-name slug: each still gets its own files.
+COLLIDING_VARIANTS = "variants:\n  a/b: {}\n  a?b: {}\n  A_B: {}\n  a_b-2: {}\nprompts:\n  - text: a b ?\n"

@@ -1,7 +1,10 @@
 """The real command in a subprocess: exit codes, tables, JSON, PNG files."""
 import json
 import os
+import signal
+import stat
 import struct
+import time
 import subprocess
 import sys
 
@@ -9,7 +12,7 @@ import pytest
 
 from assocmem.backends.cupy_backend import CupyBackend
 from assocmem.errors import InputError
-from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES, STRICT_JSON_EDGES, MARKUP_SCENARIO
+from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES, STRICT_JSON_EDGES, MARKUP_SCENARIO, SPECIAL_OUTPUTS, COLLIDING_VARIANTS
 from conftest import ROOT, cli, write
 
 
@@ -358,3 +361,42 @@ def test_an_ascii_terminal_gets_escapes_not_a_crash():
         assert max(r.stdout + r.stderr) < 128
         outputs.append(r.stdout + r.stderr)
     assert b"\\u041a\\u0410\\u0428\\u0423" in outputs[0] and b"\\u041c" in outputs[1]  # КАШУ, М as escapes
+
+
+@pytest.mark.parametrize("case, kind, message", SPECIAL_OUTPUTS, ids=[c[0] for c in SPECIAL_OUTPUTS])
+def test_a_png_replaces_only_a_regular_file(tmp_path, case, kind, message):
+    target = tmp_path / "g.yaml"  # make_special's name; what stands there must still stand there after
+    make_special(target, kind)
+    before = os.lstat(target)
+    one_line_exit_2(cli("graph", "graphs/pronoun.yaml", "--png", target, timeout=60), message)
+    assert os.lstat(target).st_mode == before.st_mode and not list(tmp_path.glob("*.part"))
+
+
+def test_a_png_onto_a_device_is_refused():
+    one_line_exit_2(cli("graph", "graphs/pronoun.yaml", "--png", "/dev/null"), "is a character device")
+
+
+def test_colliding_variant_names_get_distinct_files_with_the_umask_mode(tmp_path):
+    path = write(tmp_path, "s.yaml", COLLIDING_VARIANTS)
+    r = subprocess.run([sys.executable, "-m", "assocmem.cli", "run", path, "--plot", tmp_path / "out"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0o027))
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "out").iterdir())
+    assert r.stdout.count("wrote ") == len(files) == 4 * 3  # 4 variants x (lens, stream, one context map)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o640}  # 0666 less the umask, not mkstemp's 0600
+
+
+def test_sigterm_while_drawing_leaves_no_temporary_file(tmp_path):
+    plant = ("import time, matplotlib.figure\n"
+             "def slow(self, f, **k):\n    f.write(b'partial')\n    f.flush()\n    time.sleep(60)\n"
+             "matplotlib.figure.Figure.savefig = slow")
+    script = f"import sys\n{plant}\nfrom assocmem.cli import main\nmain(sys.argv[1:])\n"
+    p = subprocess.Popen([sys.executable, "-c", script, "graph", "graphs/pronoun.yaml", "--png", tmp_path / "g.png"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob("*.part")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("*.part")), "the planted savefig never started"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 143
+    assert list(tmp_path.iterdir()) == []
