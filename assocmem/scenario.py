@@ -165,6 +165,11 @@ def _choice(doc, where, value, choices) -> str:
 
 
 def _number(doc, where, value, kind=float, positive=True):
+    if kind is float and isinstance(value, str) and "_" not in value:
+        try:  # YAML 1.1 reads `1e-3` (no dot) as a string; it is the number as written
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         raise doc.error(where, f"{where[-1]} must be {'an integer' if kind is int else 'a number'}, got {doc.raw.get(where, value)!r}")
     if not math.isfinite(value) or (positive and value <= 0):

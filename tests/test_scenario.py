@@ -157,3 +157,10 @@ def test_random_relation_lines_in_a_scenario(tmp_path, data, prompt):
     assert isinstance(out, (Scenario, InputError))
 
 
+
+
+@pytest.mark.parametrize("written, value", [("1e-3", 0.001), ("2E-2", 0.02), ("1.5e-1", 0.15)])
+def test_an_exponent_without_a_dot_is_a_number(tmp_path, written, value):
+    """YAML 1.1 (PyYAML) reads `1e-3` as a string; a temperature written so is the number it says."""
+    sc = load_scenario(write(tmp_path, "s.yaml", f"model:\n  temperature: {written}\nprompts: [a b]\n"))
+    assert sc.model.temperature == value
