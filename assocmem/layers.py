@@ -155,7 +155,7 @@ def prefixes(X, decay: float, xp=np):
     return P
 
 
-def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperature, sim, xp=np):
+def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperature, sim, xp=np, rows=None):
     """The reads of one position under `match: prefix`, batched over (S, P).
 
     Step k scores the query against the earlier positions' prefixes, with a null slot that scores `threshold`
@@ -166,7 +166,8 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
     previous`, step 0's null-slot weight reads the position before instead (`X ?` asks the memory about X).
 
     Shapes: query (S, P, d); keys, values (S, P, T, d); earlier (P, T) bool, the positions it may read;
-    previous (P,) int, the position before -> (added (S, P, d), weights (S, P, T): what each position contributed).
+    previous (P,) int, the position before; rows: the rows before it, for chain_reads (with hops > 1)
+    -> (added (S, P, d), weights (S, P, T): what each position contributed).
     """
     S, P, T, d = keys.shape
     weights = xp.zeros((S, P, T), dtype=keys.dtype)
@@ -186,8 +187,62 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
             ok = previous >= 0
             weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
         q = found + stage.decay * xp.roll(q, 1, axis=-1)
+    if stage.hops > 1:
+        weights += chain_reads(rows, keys, values, earlier, previous + 1, stage, temperature, sim, xp)
     added = (weights[:, :, None, :] @ values)[:, :, 0]
     return added, weights
+
+
+def rows_before(X, i, hops: int, xp=np):
+    """x_{i-1}, ..., x_{i-hops-1} of each prompt (zeros before position 0).
+    Shapes: X (S, P, T, d), i (P,) int -> (S, P, hops + 1, d)."""
+    S, P, T, d = X.shape
+    k = i[:, None] - 1 - xp.arange(hops + 1)[None, :]            # (P, hops + 1)
+    rows = X[:, xp.arange(P)[:, None], xp.maximum(k, 0)]
+    return xp.where((k >= 0)[None, :, :, None], rows, 0)
+
+
+def hop_threshold(decay: float) -> float:
+    """The null slot of a hop: halfway between the cosine of a one-token match of two prefixes,
+    sqrt((1 - decay^2) / (1 + decay^2)), and of a two-token match, sqrt(1 - decay^4) (0.77 and 0.97 at decay
+    0.5), so a hop reads only where both the subject and the relation match.
+
+    >>> round(hop_threshold(0.5), 3)
+    0.872
+    """
+    return 0.5 * (((1 - decay**2) / (1 + decay**2)) ** 0.5 + (1 - decay**4) ** 0.5)
+
+
+def chain_reads(rows, keys, values, earlier, valid, stage: Stage, temperature, sim, xp=np):
+    """Multi-hop in the context, at one position i: for m = 2..hops, start from the row m + 1 places back and
+    walk forward through the rows before i, each hop reading what the context says followed (what was found,
+    then the next row): v = x_{i-m-1}; for t = 1..m: v = read(x_{i-m-1+t} + decay * roll(v)).  In
+    `Барак жена родилась ?` the hops read Мишель after `Барак жена`, then 1964 after `Мишель родилась`.
+    A hop that has a next row in the question leaves out the positions whose value is that row (it looks
+    for what the facts say, not for the question itself, and a copy of the text gives it nothing), and every
+    hop has a null slot at hop_threshold().  A chain adds its last read weighted by the product of its hops'
+    matched mass, so a chain that found nothing adds nothing.
+
+    Shapes: rows (S, P, hops + 1, d), rows[:, :, k - 1] = x_{i-k}; keys, values (S, P, T, d); earlier (P, T);
+    valid (P,) int, the rows before i -> weights (S, P, T): what each position's value adds.
+    """
+    S, P, T, d = keys.shape
+    out = xp.zeros((S, P, T), dtype=keys.dtype)
+    null = xp.full((S, P, 1), hop_threshold(stage.decay) / temperature, dtype=keys.dtype)
+    for m in range(2, stage.hops + 1):
+        v, matched = rows[:, :, m], xp.ones((S, P), dtype=keys.dtype)
+        for t in range(1, m + 1):
+            q = rows[:, :, m - t] + stage.decay * xp.roll(v, 1, axis=-1)
+            scores = similarity(q[:, :, None], keys, sim, xp)[:, :, 0]
+            if t < m:  # leave out what the question itself says comes next
+                scores = scores - similarity(rows[:, :, m - t - 1][:, :, None], values, "cosine", xp)[:, :, 0]
+            scores = xp.where(earlier[None], scores / temperature, -xp.inf)
+            w = softmax(xp.concatenate([scores, null], axis=-1), xp=xp)
+            w, missed = w[..., :T], w[..., T]
+            v = (w[:, :, None, :] @ values)[:, :, 0]
+            matched = matched * (1 - missed)
+        out += xp.where((valid >= m + 1)[None, :, None], matched[:, :, None] * w, 0)
+    return out
 
 
 def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, xp=np, record=True):
@@ -208,7 +263,9 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
         keys = prefixes(X[:, p], stage.decay, xp)
         values = (X if stage.values == "stream" else tokens)[:, p]
         earlier = positions[None, :] < i[:, None]
-        added, w = prefix_read(keys[:, xp.arange(len(p)), i], keys, values, earlier, i - 1, stage, temperature, sim, xp)
+        source = X[:, p]
+        added, w = prefix_read(keys[:, xp.arange(len(p)), i], keys, values, earlier, i - 1, stage, temperature, sim,
+                               xp, rows_before(source, i, stage.hops, xp))
         X[:, p, i] += added
         if record:
             weights[:, p, i] = w
@@ -223,7 +280,7 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
         values = (X if stage.values == "stream" else tokens)[:, :, :i]
         earlier = xp.ones((P, i), dtype=bool)
         added, w = prefix_read(keys[:, :, i], keys[:, :, :i], values, earlier, xp.full(P, i - 1), stage, temperature,
-                               sim, xp)
+                               sim, xp, rows_before(X, xp.full(P, i), stage.hops, xp))
         X[:, :, i] += xp.where(active[None, :, None], added, 0)
         if record:
             weights[:, :, i, :i] = xp.where(active[None, :, None], w, 0)

@@ -74,6 +74,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
           Option("decay", float, 0.5, help="prefix: the weight of each step back, and of each further step's read",
                  maximum=1.0, needs=("match", "prefix")),
           Option("steps", int, 1, help="prefix: reads in a row, each one position further on", maximum=16, needs=("match", "prefix")),
+          Option("hops", int, 1, help="prefix: also compose 2..hops reads through the rows before i (in-context "
+                                      "multi-hop: layers.chain_reads)", maximum=8, needs=("match", "prefix")),
           Option("threshold", float, None, help="prefix: a null slot with this similarity; a read that matches "
                                                 "nothing better reads nothing", maximum=1.0, needs=("match", "prefix")),
           Option("fallback", str, "none", ("none", "previous"),
@@ -162,13 +164,16 @@ def default_pipeline() -> tuple[Layer, ...]:
     followed it, at weights 0.5 and 0.25, so a cue one or two words further on still reaches the memory.  A
     null slot at cosine 0.55 sits between a one-token match (about 0.75) and chance (about 0 ± 0.1 over 2000
     positions); where it wins, the read falls back to the token before the cloze, so `X ?` asks about X.
-    T = 0.02 separates a three-token match from a two-token one (a cosine 0.05 apart: e^2.5).
+    T = 0.02 separates a three-token match from a two-token one (a cosine 0.05 apart: e^2.5).  hops = 3 adds
+    chains of two and three reads through the tokens before the cloze (layers.chain_reads): in
+    `Барак жена Мишель . Мишель родилась 1964 . Барак жена родилась ?` they read Мишель after `Барак жена`,
+    then 1964 after `Мишель родилась`; a chain that finds nothing adds nothing.
     Layer 2 maps what was found through the memory (ВКУСНАЯ -> КАШУ).
 
     >>> [layer.label for layer in default_pipeline()]
-    ['context(values=tokens, match=prefix, steps=3, threshold=0.55, fallback=previous, last, T=0.02)', 'assoc(last)']
+    ['context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.02)', 'assoc(last)']
     """
-    induction = Stage("context", positions="last", values="tokens", match="prefix", decay=0.5, steps=3,
+    induction = Stage("context", positions="last", values="tokens", match="prefix", decay=0.5, steps=3, hops=3,
                       threshold=0.55, fallback="previous", temperature=0.02)
     return (Layer((induction,)), Layer((Stage("assoc", positions="last"),)))
 

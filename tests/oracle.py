@@ -56,7 +56,34 @@ def prefix_read(rows, vals, st, temperature, kind):
         if step == 0 and st.fallback == "previous":
             W[i - 1] += w[i]
         q = found + st.decay * np.roll(q, 1)
+    W += chains(rows, keys, vals, st, temperature, kind)
     return sum((W[j] * vals[j] for j in range(i)), np.zeros(d)), W
+
+
+def chains(rows, keys, vals, st, temperature, kind):
+    """The multi-hop chains of a prefix read at position i = len(rows), one hop at a time: for m = 2..hops with
+    m + 1 rows before i, v = rows[i-m-1], then for t = 1..m a read with the query rows[i-m-1+t] + decay roll(v);
+    a hop with a next row leaves out the positions whose value is like it (score minus the cosine); a null slot
+    at the hop threshold; the chain's last weights, times the product of its matched mass."""
+    i = len(rows)
+    g = st.decay
+    null = 0.5 * (math.sqrt((1 - g * g) / (1 + g * g)) + math.sqrt(1 - g ** 4))
+    W = np.zeros(i)
+    for m in range(2, st.hops + 1):
+        if i - m - 1 < 0:
+            continue
+        v, matched = rows[i - m - 1], 1.0
+        for t in range(1, m + 1):
+            q = rows[i - m - 1 + t] + g * np.roll(v, 1)
+            scores = [sim(q, keys[j], kind) - (cos(rows[i - m + t], vals[j]) if t < m else 0.0) for j in range(i)]
+            scores = [x / temperature for x in scores] + [null / temperature]
+            top = max(scores)
+            e = [math.exp(x - top) for x in scores]
+            w = [x / sum(e) for x in e]
+            v = sum((w[j] * vals[j] for j in range(i)), np.zeros(len(v)))
+            matched *= 1 - w[i]
+        W += matched * np.array(w[:i])
+    return W
 
 
 def rms_norm(x):

@@ -66,7 +66,7 @@ def test_run_induction_writes_heatmaps(tmp_path):
 def test_all_positions_prints_every_position():
     r = cli("run", "scenarios/pronoun.yaml", "--all-positions")
     assert r.returncode == 0, r.stderr
-    assert "layer 1, context(values=tokens, match=prefix, steps=3, threshold=0.55, fallback=previous, last, T=0.02): attention over the earlier positions, row by position" in r.stdout
+    assert "layer 1, context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.02):" in r.stdout
     assert "layer 2, assoc(last): attention over the memory rows, row by position" in r.stdout
     assert "ВКУСНАЯ@6" in r.stdout
 
@@ -400,3 +400,24 @@ def test_sigterm_while_drawing_leaves_no_temporary_file(tmp_path):
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 143
     assert list(tmp_path.iterdir()) == []
+
+
+def test_long_prompts_and_long_tokens_are_drawn_bounded(tmp_path):
+    """--all-positions and --plot show a window, and say so, instead of growing with the prompt (a 10^4-token prompt
+    was a MemoryError while drawing the table) or with a token (1 MB)."""
+    long = write(tmp_path, "long.yaml", "prompts:\n  - text: " + " ".join(f"t{i}" for i in range(130)) + "\n")
+    r = cli("run", long, "--all-positions", "--plot", tmp_path / "long")
+    assert r.returncode == 0, r.stderr
+    assert "the last 64 of 130 positions; the 64 of 130 columns with the most weight in them" in r.stdout
+    for f in (tmp_path / "long").glob("*.png"):
+        assert max(png_size(f)) < 110 * 60, f  # 100 columns at 0.5 inch, not 130
+    big = write(tmp_path, "big.yaml", "prompts:\n  - text: a " + "x" * 1_000_000 + " b ?\n")
+    r = cli("run", big, "--plot", tmp_path / "big")
+    assert r.returncode == 0, r.stderr
+    assert all(max(png_size(f)) < 4000 for f in (tmp_path / "big").glob("*.png"))
+
+
+def test_sweep_plot_interrupted_before_a_cell_finished():
+    plant = "import assocmem.sweeps\ndef stop(*a, **k):\n    raise KeyboardInterrupt\nassocmem.sweeps.run_cell = stop"
+    r = run_main(plant, "sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--plot", "/tmp/assocmem-interrupted-sweep")
+    assert r.returncode == 130 and "Traceback" not in r.stderr and "interrupted" in r.stderr

@@ -29,6 +29,10 @@ KIND_MIX = [
                   fallback="previous"),)),
      Layer((Stage("context", match="prefix", positions="last", values="tokens", steps=3, threshold=0.5,
                   fallback="previous", temperature=0.05), Stage("assoc", positions="last")))),
+    # multi-hop chains, in a scan (the rows before i as updated) and at the last position
+    (Layer((Stage("context", match="prefix", hops=3, decay=0.7, temperature=0.3),)),
+     Layer((Stage("context", match="prefix", positions="last", values="tokens", hops=4, steps=2, threshold=0.4,
+                  fallback="previous", temperature=0.1),))),
 ]
 LENGTHS = (7, 3, 1, 5)
 
