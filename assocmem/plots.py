@@ -84,10 +84,16 @@ def unique_slugs(names) -> dict:
     return out
 
 
-def literal(text: str) -> str:
+LABEL_MAX, TITLE_MAX = 40, 160  # characters of a tick label and of a title: a 1 MB token is cut, with an ellipsis
+PLOT_MAX = 100  # rows and columns a heatmap draws at most: 0.5 inch a column, so at most a 53-inch-wide figure
+
+
+def literal(text: str, limit: int = TITLE_MAX) -> str:
     """Text that matplotlib shows as written: hidden characters as escapes, and `$` escaped, since a pair of them
-    starts mathtext (`$\\foo$` is a parse error, `$x^2$` a formula)."""
-    return visible(str(text)).replace("$", r"\$")
+    starts mathtext (`$\\foo$` is a parse error, `$x^2$` a formula); cut to `limit` characters."""
+    text = str(text)
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return visible(text).replace("$", r"\$")
 
 
 def slug(text: str) -> str:
@@ -95,10 +101,17 @@ def slug(text: str) -> str:
 
 
 def heatmap(matrix, row_labels, col_labels, title, cbar="cosine", vmin=None, vmax=None):
+    """One heatmap; above PLOT_MAX rows or columns, the last PLOT_MAX of each (the last position and the last layers
+    are what a run is read for), said in the title, so the figure never grows with an unbounded prompt."""
     rows, cols = matrix.shape
+    if rows > PLOT_MAX or cols > PLOT_MAX:
+        title = f"{title} (the last {min(rows, PLOT_MAX)} of {rows} rows, {min(cols, PLOT_MAX)} of {cols} columns)"
+        matrix = matrix[-PLOT_MAX:, -PLOT_MAX:]
+        row_labels, col_labels = list(row_labels)[-PLOT_MAX:], list(col_labels)[-PLOT_MAX:]
+        rows, cols = matrix.shape
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * cols + 2.5), max(3.0, 0.32 * rows + 1.8)))
     im = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
-    col_labels, row_labels = [literal(c) for c in col_labels], [literal(r) for r in row_labels]
+    col_labels, row_labels = [literal(c, LABEL_MAX) for c in col_labels], [literal(r, LABEL_MAX) for r in row_labels]
     ax.set_xticks(range(cols), col_labels, rotation=90 if max(map(len, col_labels), default=0) > 3 else 0)
     ax.set_yticks(range(rows), row_labels)
     ax.set_title(literal(title), fontsize=10)
@@ -143,6 +156,8 @@ def plot_sweep(result, out: Path) -> list[Path]:
     slugs = unique_slugs(c.variant for c in result.cells)
     for variant in slugs:
         cells = [c for c in result.cells if c.variant == variant and c.margins is not None]
+        if not cells:  # interrupted before any of its cells finished
+            continue
         dims = sorted({c.dim for c in cells})
         temps = sorted({c.temperature for c in cells})
         grid = np.full((len(dims), len(temps)), np.nan)
@@ -181,7 +196,7 @@ def draw_graph(graph, out: Path, title: str) -> Path:
     pos = nx.spring_layout(nx.Graph(g), seed=0, k=4.0 / max(len(g), 1) ** 0.5, iterations=300)  # numpy-only below 500 nodes
     concepts = {c.name for c in graph.concepts}
     nx.draw_networkx_nodes(g, pos, ax=ax, node_size=900, node_color=["#f3d9a4" if n in concepts else "#bcd7f0" for n in g])
-    nx.draw_networkx_labels(g, pos, labels={n: literal(n) for n in g}, ax=ax, font_size=9, font_family="DejaVu Sans")
+    nx.draw_networkx_labels(g, pos, labels={n: literal(n, LABEL_MAX) for n in g}, ax=ax, font_size=9, font_family="DejaVu Sans")
     styles = {"assoc": ("solid", "#1f4e79"), "rewrite": ("dashed", "#8b1e3f"), "concept": ("dotted", "#888888")}
     for kind, (style, color) in styles.items():
         edges = [(u, v) for u, v, d in g.edges(data=True) if d["kind"] == kind]

@@ -14,6 +14,7 @@ from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, Varia
 
 SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
 TOP = 3         # logits shown per layer in the logit lens
+TABLE_MAX = 64  # positions and columns an --all-positions table shows at most
 
 
 # Characters a terminal would act on or hide instead of showing: controls (ESC starts an escape sequence),
@@ -118,12 +119,24 @@ def _top(names, logits) -> str:
 
 
 def _all_positions_table(a: Attention, tokens) -> Table:
-    table = Table()
+    """Every position's weights; above TABLE_MAX positions or columns, the last TABLE_MAX positions and, in their
+    order, the TABLE_MAX columns with the most weight in those rows, said in the caption (a 10^4-token prompt
+    would otherwise be a 10^8-cell table)."""
+    rows = range(max(len(tokens) - TABLE_MAX, 0), len(tokens))
+    columns = range(len(a.columns))
+    if len(a.columns) > TABLE_MAX:
+        weight = a.weights[rows.start:].sum(axis=0)
+        columns = sorted(np.argsort(-weight, kind="stable")[:TABLE_MAX])
+    cut = len(rows) < len(tokens) or len(columns) < len(a.columns)
+    caption = (f"the last {len(rows)} of {len(tokens)} positions; the {len(columns)} of {len(a.columns)} columns "
+               "with the most weight in them" if cut else None)
+    table = Table(caption=caption, caption_justify="left")
     table.add_column("position")
-    for c in a.columns:
-        table.add_column(escape(column_label(c)), justify="right")
-    for i, t in enumerate(tokens):
-        table.add_row(escape(f"{token_label(t)}@{i}"), *(f"{x:.2f}" if x >= SHOWN else "·" for x in a.weights[i]))
+    for k in columns:
+        table.add_column(escape(column_label(a.columns[k])), justify="right")
+    for i in rows:
+        table.add_row(escape(f"{token_label(tokens[i])}@{i}"),
+                      *(f"{a.weights[i, k]:.2f}" if a.weights[i, k] >= SHOWN else "·" for k in columns))
     return table
 
 

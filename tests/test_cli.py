@@ -417,7 +417,7 @@ def test_long_prompts_and_long_tokens_are_drawn_bounded(tmp_path):
     assert all(max(png_size(f)) < 4000 for f in (tmp_path / "big").glob("*.png"))
 
 
-def test_sweep_plot_interrupted_before_a_cell_finished():
+def test_sweep_plot_interrupted_before_a_cell_finished(tmp_path):
     plant = "import assocmem.sweeps\ndef stop(*a, **k):\n    raise KeyboardInterrupt\nassocmem.sweeps.run_cell = stop"
-    r = run_main(plant, "sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--plot", "/tmp/assocmem-interrupted-sweep")
+    r = run_main(plant, "sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--plot", str(tmp_path / "out"))
     assert r.returncode == 130 and "Traceback" not in r.stderr and "interrupted" in r.stderr
