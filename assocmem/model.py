@@ -164,17 +164,17 @@ def default_pipeline() -> tuple[Layer, ...]:
     followed it, at weights 0.5 and 0.25, so a cue one or two words further on still reaches the memory.  A
     null slot at cosine 0.55 sits between a one-token match (about 0.75) and chance (about 0 ± 0.1 over 2000
     positions); where it wins, the read falls back to the token before the cloze, so `X ?` asks about X.
-    T = 0.02 separates a three-token match from a two-token one (a cosine 0.05 apart: e^2.5).  hops = 3 adds
+    T = 0.012 separates a three-token match from a two-token one (a cosine 0.047 apart: e^3.9).  hops = 3 adds
     chains of two and three reads through the tokens before the cloze (layers.chain_reads): in
     `Барак жена Мишель . Мишель родилась 1964 . Барак жена родилась ?` they read Мишель after `Барак жена`,
     then 1964 after `Мишель родилась`; a chain that finds nothing adds nothing.
     Layer 2 maps what was found through the memory (ВКУСНАЯ -> КАШУ).
 
     >>> [layer.label for layer in default_pipeline()]
-    ['context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.02)', 'assoc(last)']
+    ['context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.012)', 'assoc(last)']
     """
     induction = Stage("context", positions="last", values="tokens", match="prefix", decay=0.5, steps=3, hops=3,
-                      threshold=0.55, fallback="previous", temperature=0.02)
+                      threshold=0.55, fallback="previous", temperature=0.012)
     return (Layer((induction,)), Layer((Stage("assoc", positions="last"),)))
 
 

@@ -66,7 +66,7 @@ def test_run_induction_writes_heatmaps(tmp_path):
 def test_all_positions_prints_every_position():
     r = cli("run", "scenarios/pronoun.yaml", "--all-positions")
     assert r.returncode == 0, r.stderr
-    assert "layer 1, context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.02):" in r.stdout
+    assert "layer 1, context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.012):" in r.stdout
     assert "layer 2, assoc(last): attention over the memory rows, row by position" in r.stdout
     assert "ВКУСНАЯ@6" in r.stdout
 

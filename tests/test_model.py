@@ -46,7 +46,7 @@ def test_labels_show_what_differs_from_the_defaults(stage, label):
 def test_the_default_recipe_and_model():
     pipeline = default_pipeline()
     assert [layer.label for layer in pipeline] == [
-        "context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.02)", "assoc(last)"]
+        "context(values=tokens, match=prefix, steps=3, hops=3, threshold=0.55, fallback=previous, last, T=0.012)", "assoc(last)"]
     old = feedback10_pipeline()
     assert len(old) == 11 and set(old[:10]) == {Layer((Stage("feedback"),))}
     assert old[10].label == "context(values=tokens, last) → assoc(last)"
