@@ -43,15 +43,15 @@ def fail(err: Exception) -> None:
 
 
 @contextmanager
-def user_errors():
-    """Bad input, a non-finite stage or an unwritable output: one line and exit 2, never a traceback."""
+def user_errors(memory_hint: str = "lower --max-memory so the batch runs in smaller passes, or lower dim"):
+    """Bad input, a non-finite stage or an unwritable output: one line and exit 2, never a traceback.  memory_hint:
+    what to try when memory runs out, in the options this command has."""
     try:
         yield
     except (InputError, NumericalError) as err:
         fail(err)
     except MemoryError as err:  # numpy's, and cupy's OutOfMemoryError, which derives from it
-        fail(InputError(f"out of memory ({err})".replace(" ()", ""),
-                        hint="lower --max-memory so the batch runs in smaller passes, or lower dim"))
+        fail(InputError(f"out of memory ({err})".replace(" ()", ""), hint=memory_hint))
     except OSError as err:
         fail(InputError(f"cannot read or write: {err.strerror}", err.filename))
 
@@ -254,7 +254,7 @@ def graph(
     from assocmem.crosstalk import concept_vectors, report_file
     from assocmem.report import print_graph_report
 
-    with user_errors():
+    with user_errors("lower --dim: the report holds dim numbers for every name"):
         report, g, model = report_file(file, dim=dim, seed=seed, temperature=temperature)
         files = []
         if png is not None:
@@ -284,7 +284,7 @@ def bench(
     from assocmem.bench import QUICK, Shapes, run_bench
     from assocmem.report import print_bench
 
-    with user_errors():
+    with user_errors("run assocmem bench --quick, or on a machine with more memory"):
         if repeats is not None and repeats < 1:
             raise InputError(f"--repeats must be 1 or more, got {repeats}")
         engine = pick_backend(backend)

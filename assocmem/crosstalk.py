@@ -35,15 +35,31 @@ class GraphReport:
         return {k: v for k, v in self.__dict__.items()}
 
 
+# Bytes of cosines top_pairs holds at once: a block of rows against all rows, not the whole k x k matrix
+# (30,000 keys would be 6.7 GiB).
+PAIRS_BLOCK_BYTES = 64 * 2**20
+
+
 def top_pairs(names, vectors, n: int = 5) -> list[tuple[str, str, float]]:
-    """The n largest cosines between distinct rows.  Shapes: vectors (k, d)."""
-    if len(names) < 2:
+    """The n largest cosines between distinct rows, ties in row-major order of the pairs (i < j), computed a block of
+    rows at a time so memory stays at PAIRS_BLOCK_BYTES whatever the number of rows.  Shapes: vectors (k, d)."""
+    k = len(names)
+    if k < 2:
         return []
     u = unit(vectors)
-    c = u @ u.T
-    i, j = np.triu_indices(len(names), 1)
-    order = np.argsort(-c[i, j], kind="stable")[:n]
-    return [(names[i[k]], names[j[k]], float(c[i[k], j[k]])) for k in order]
+    block = max(1, PAIRS_BLOCK_BYTES // (8 * k))
+    found = []  # (cosine, i, j) candidates: every pair of a block that could be among the n largest
+    for start in range(0, k, block):
+        c = u[start:start + block] @ u.T
+        i = np.arange(start, start + c.shape[0])[:, None]
+        c[np.arange(k)[None, :] <= i] = -np.inf  # each pair once, i < j
+        flat = c.ravel()
+        m = min(n, flat.size)
+        threshold = np.partition(flat, flat.size - m)[flat.size - m]
+        for f in np.nonzero((flat >= threshold) & np.isfinite(flat))[0]:  # ties at the threshold all kept
+            found.append((float(flat[f]), start + f // k, f % k))
+    found.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [(names[i], names[j], c) for c, i, j in found[:n]]
 
 
 def _rotated(cycle: list[str], first: dict[str, int]) -> list[str]:

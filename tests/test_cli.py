@@ -421,3 +421,29 @@ def test_sweep_plot_interrupted_before_a_cell_finished(tmp_path):
     plant = "import assocmem.sweeps\ndef stop(*a, **k):\n    raise KeyboardInterrupt\nassocmem.sweeps.run_cell = stop"
     r = run_main(plant, "sweep", "scenarios/pronoun.yaml", "--seeds", "2", "--plot", str(tmp_path / "out"))
     assert r.returncode == 130 and "Traceback" not in r.stderr and "interrupted" in r.stderr
+
+
+def test_refusals_come_before_memory_runs_out(tmp_path):
+    """Under a 1.5 GiB address-space limit (ulimit -v), a device, an alias bomb and aliases of a long string are
+    still one line and exit 2: each is refused before anything is allocated in proportion to it."""
+    import resource
+
+    from cases import BILLION_LAUGHS
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
+
+    long_string = [c for c in HOSTILE_SCENARIOS if c[0] == "alias-long-string"][0]
+    for target, message in (("/dev/zero", "is a character device"),
+                            (write(tmp_path, "bomb.yaml", BILLION_LAUGHS), "alias bomb"),
+                            (write(tmp_path, "long.yaml", long_string[1]), long_string[2])):
+        r = subprocess.run([sys.executable, "-m", "assocmem.cli", "run", target], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, preexec_fn=limit)
+        one_line_exit_2(r, message)
+
+
+def test_out_of_memory_suggests_only_options_the_command_has():
+    plant = "import assocmem.crosstalk\ndef big(*a, **k):\n    raise MemoryError\nassocmem.crosstalk.graph_report = big"
+    r = run_main(plant, "graph", "graphs/pronoun.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out of memory" in r.stderr
+    assert "--max-memory" not in r.stderr and "--dim" in r.stderr

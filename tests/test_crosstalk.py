@@ -43,3 +43,23 @@ def test_the_calendars_closest_concepts_share_a_term():
     names, vectors = concept_vectors(g, model)
     assert names == [c.name for c in g.concepts] and vectors.shape == (19, 1000)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0)
+
+
+def test_top_pairs_a_block_of_rows_at_a_time_is_the_whole_matrix_s(monkeypatch):
+    """The largest cosines come out the same when only a few rows' cosines are held at once (memory bounded)."""
+    from assocmem import crosstalk
+    from assocmem.mem import unit
+
+    v = np.random.default_rng(4).normal(size=(40, 16))
+    v[7] = 2 * v[3]  # a pair at cosine 1, so the top is known
+    names = [f"n{i}" for i in range(40)]
+    u = unit(v)
+    c = u @ u.T
+    i, j = np.triu_indices(40, 1)
+    order = np.argsort(-c[i, j], kind="stable")[:6]
+    whole = [(names[i[k]], names[j[k]], c[i[k], j[k]]) for k in order]
+    for block_bytes in (8, 8 * 40 * 3, 2**30):
+        monkeypatch.setattr(crosstalk, "PAIRS_BLOCK_BYTES", block_bytes)
+        got = crosstalk.top_pairs(names, v, 6)
+        assert [g[:2] for g in got] == [w[:2] for w in whole] and got[0][:2] == ("n3", "n7")
+        np.testing.assert_allclose([g[2] for g in got], [w[2] for w in whole], atol=1e-12)
