@@ -164,3 +164,46 @@ def test_an_exponent_without_a_dot_is_a_number(tmp_path, written, value):
     """YAML 1.1 (PyYAML) reads `1e-3` as a string; a temperature written so is the number it says."""
     sc = load_scenario(write(tmp_path, "s.yaml", f"model:\n  temperature: {written}\nprompts: [a b]\n"))
     assert sc.model.temperature == value
+
+
+hostile_characters = st.characters(categories=["Cs", "Cc", "Cf", "Co", "Zl", "Zp", "Lu", "Ll", "Sm", "Ps", "Pe"])
+hostile_text = st.text(alphabet=st.one_of(hostile_characters, st.sampled_from("[]/$\\^_{}*&!?\u202e\u200b\x1b")),
+                       min_size=1, max_size=30)
+
+
+@FUZZ
+@given(token=hostile_text, name=hostile_text)
+def test_surrogates_controls_bidi_and_markup_in_a_scenario(tmp_path, token, name):
+    """Written as YAML escapes (\\ud800 included): a scenario, or one line naming the file; and whatever is loaded
+    is shown with every hidden character as an escape."""
+    from assocmem.report import HIDDEN, token_label, visible
+    import json
+    import unicodedata
+
+    text = f"name: {json.dumps(name)}\nprompts:\n  - text: {json.dumps('a ' + token + ' ?')}\n"
+    out = load_text(tmp_path, text)
+    assert isinstance(out, (Scenario, InputError))
+    if isinstance(out, Scenario):
+        for shown in [visible(out.name)] + [token_label(t) for t in out.prompts[0].tokens]:
+            assert not any(unicodedata.category(c) in HIDDEN for c in shown), shown
+
+
+@FUZZ
+@given(depth=st.integers(1, 400), alias=st.booleans())
+def test_any_nesting_is_a_scenario_or_one_line(tmp_path, depth, alias):
+    text = "prompts: " + "[" * depth + "a" + "]" * depth + "\n"
+    if alias:
+        text = f"x: &x {'[' * depth}*x{']' * depth}\n" + text
+    assert isinstance(load_text(tmp_path, text), (Scenario, InputError))
+
+
+@FUZZ
+@given(weight=st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e-6, 1e6, 1e-7, 1e7, 0.0]))
+def test_any_weight_is_in_range_or_refused_with_its_line(tmp_path, weight):
+    from assocmem.graph import MAX_WEIGHT, MIN_WEIGHT
+
+    out = load_text(tmp_path, f"concepts:\n  - Z = {abs(weight)!r}*A + B\nprompts: [a b]\n")
+    if isinstance(out, Scenario):
+        assert MIN_WEIGHT <= out.graph.concepts[0].terms[0].weight <= MAX_WEIGHT
+    else:
+        assert "fuzz.yaml:2:" in str(out)
