@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from assocmem.mem import mem, similarity, softmax, sum_squares, unit
+from assocmem.mem import mem, softmax, sum_squares, unit
 from assocmem.model import Stage
 
 # RMSnorm's gain: the stream keeps the codebook's scale (unit vectors, rms 1/sqrt(d)) so that a
@@ -171,9 +171,10 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
     """
     S, P, T, d = keys.shape
     weights = xp.zeros((S, P, T), dtype=keys.dtype)
+    score = scorer(keys, sim, xp)
     q = query
     for k in range(stage.steps):
-        scores = similarity(q[:, :, None], keys, sim, xp)[:, :, 0] / temperature          # (S, P, T)
+        scores = score(q) / temperature                                                    # (S, P, T)
         scores = xp.where(earlier[None], scores, -xp.inf)
         if stage.threshold is not None:
             null = xp.full((S, P, 1), stage.threshold / temperature, dtype=keys.dtype)
@@ -188,9 +189,18 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
             weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
         q = found + stage.decay * xp.roll(q, 1, axis=-1)
     if stage.hops > 1:
-        weights += chain_reads(rows, keys, values, earlier, previous + 1, stage, temperature, sim, xp)
+        weights += chain_reads(rows, score, values, earlier, previous + 1, stage, temperature, xp)
     added = (weights[:, :, None, :] @ values)[:, :, 0]
     return added, weights
+
+
+def scorer(keys, sim, xp=np):
+    """score(q) = sim(q, keys) for queries (S, P, d) against keys (S, P, T, d) -> (S, P, T), with the keys'
+    norms taken once, however many reads score against them."""
+    K = unit(keys, xp) if sim == "cosine" else keys
+    if sim == "cosine":
+        return lambda q: (K @ unit(q, xp)[..., None])[..., 0]
+    return lambda q: (K @ q[..., None])[..., 0]
 
 
 def rows_before(X, i, hops: int, xp=np):
@@ -213,7 +223,7 @@ def hop_threshold(decay: float) -> float:
     return 0.5 * (((1 - decay**2) / (1 + decay**2)) ** 0.5 + (1 - decay**4) ** 0.5)
 
 
-def chain_reads(rows, keys, values, earlier, valid, stage: Stage, temperature, sim, xp=np):
+def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, xp=np):
     """Multi-hop in the context, at one position i: for m = 2..hops, start from the row m + 1 places back and
     walk forward through the rows before i, each hop reading what the context says followed (what was found,
     then the next row): v = x_{i-m-1}; for t = 1..m: v = read(x_{i-m-1+t} + decay * roll(v)).  In
@@ -223,19 +233,21 @@ def chain_reads(rows, keys, values, earlier, valid, stage: Stage, temperature, s
     hop has a null slot at hop_threshold().  A chain adds its last read weighted by the product of its hops'
     matched mass, so a chain that found nothing adds nothing.
 
-    Shapes: rows (S, P, hops + 1, d), rows[:, :, k - 1] = x_{i-k}; keys, values (S, P, T, d); earlier (P, T);
-    valid (P,) int, the rows before i -> weights (S, P, T): what each position's value adds.
+    Shapes: rows (S, P, hops + 1, d), rows[:, :, k - 1] = x_{i-k}; score: scorer() of the prefixes; values
+    (S, P, T, d); earlier (P, T); valid (P,) int, the rows before i -> weights (S, P, T): what each position's
+    value adds.
     """
-    S, P, T, d = keys.shape
-    out = xp.zeros((S, P, T), dtype=keys.dtype)
-    null = xp.full((S, P, 1), hop_threshold(stage.decay) / temperature, dtype=keys.dtype)
+    S, P, T, d = values.shape
+    out = xp.zeros((S, P, T), dtype=values.dtype)
+    null = xp.full((S, P, 1), hop_threshold(stage.decay) / temperature, dtype=values.dtype)
+    like = scorer(values, "cosine", xp)
     for m in range(2, stage.hops + 1):
-        v, matched = rows[:, :, m], xp.ones((S, P), dtype=keys.dtype)
+        v, matched = rows[:, :, m], xp.ones((S, P), dtype=values.dtype)
         for t in range(1, m + 1):
             q = rows[:, :, m - t] + stage.decay * xp.roll(v, 1, axis=-1)
-            scores = similarity(q[:, :, None], keys, sim, xp)[:, :, 0]
+            scores = score(q)
             if t < m:  # leave out what the question itself says comes next
-                scores = scores - similarity(rows[:, :, m - t - 1][:, :, None], values, "cosine", xp)[:, :, 0]
+                scores = scores - like(rows[:, :, m - t - 1])
             scores = xp.where(earlier[None], scores / temperature, -xp.inf)
             w = softmax(xp.concatenate([scores, null], axis=-1), xp=xp)
             w, missed = w[..., :T], w[..., T]

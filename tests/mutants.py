@@ -71,7 +71,7 @@ MUTANTS = [
            "weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]", "pass",
            ENGINE, "the fallback to the previous token dropped"),
     Mutant("chain-question-not-left-out", "assocmem/layers.py",
-           "scores = scores - similarity(rows[:, :, m - t - 1][:, :, None], values, \"cosine\", xp)[:, :, 0]",
+           "scores = scores - like(rows[:, :, m - t - 1])",
            "scores = scores", ENGINE, "a hop reads the question's own continuation too"),
     Mutant("chain-unmatched-counts", "assocmem/layers.py",
            "matched = matched * (1 - missed)", "matched = matched", ENGINE,
