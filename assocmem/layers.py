@@ -218,7 +218,7 @@ def hop_threshold(decay: float) -> float:
     0.5), so a hop reads only where both the subject and the relation match.
 
     >>> round(hop_threshold(0.5), 3)
-    0.872
+    0.871
     """
     return 0.5 * (((1 - decay**2) / (1 + decay**2)) ** 0.5 + (1 - decay**4) ** 0.5)
 

@@ -1,15 +1,13 @@
-"""The challenge suite (scenarios/challenge/), written from the README alone, swept over 20 seeds at d = 1000 under
-the default recipe.  The README's table has the 100-seed figures; these floors keep what they show from slipping."""
+"""The challenge suite (scenarios/challenge/), written from the README alone, swept under the default recipe at
+d = 1000.  The README's table has the 100-seed figures (every file at 0.998 or more); this holds each to 0.99 over
+20 seeds, and the two files of 1000-2000-token prompts over 5, to keep CI short."""
 import pytest
 
 from assocmem import sweep
 from conftest import ROOT
 
-# Every file at 1.000 over 100 seeds is held to 0.99 here.  Two fall short, as the README says: one copy needs a
-# third token to decide and its continuation is a competing candidate (copy: 0.90), and in-context multi-hop
-# (0.68) needs a composition the recipe does not do yet.
-FLOORS = {"copy": 0.85, "incontext_multihop": 0.6}
 FILES = sorted(p.stem for p in (ROOT / "scenarios" / "challenge").glob("*.yaml"))
+LONG = {"long_context", "gap_copy"}
 
 
 def test_the_suite_covers_the_issues_categories():
@@ -19,6 +17,6 @@ def test_the_suite_covers_the_issues_categories():
 
 @pytest.mark.parametrize("name", FILES)
 def test_challenge_file_holds_under_the_default_recipe(name):
-    result = sweep(ROOT / "scenarios" / "challenge" / f"{name}.yaml", seeds=20)
-    assert result.accuracy >= FLOORS.get(name, 0.99), [(p.label, c.accuracy(j)) for c in result.cells
-                                                       for j, p in enumerate(result.scenario.prompts)]
+    result = sweep(ROOT / "scenarios" / "challenge" / f"{name}.yaml", seeds=5 if name in LONG else 20)
+    assert result.accuracy >= 0.99, [(p.label, c.accuracy(j)) for c in result.cells
+                                     for j, p in enumerate(result.scenario.prompts)]
