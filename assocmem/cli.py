@@ -18,7 +18,7 @@ from assocmem.engine import NumericalError
 from assocmem.errors import InputError
 from assocmem.model import DTYPES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+commands = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
 state = {"debug": False}
 
@@ -131,12 +131,12 @@ def pick_backend(name: str):
     return backend
 
 
-@app.callback()
+@commands.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
     state["debug"] = debug
 
 
-@app.command()
+@commands.command()
 def run(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG heatmaps into this folder."),
@@ -185,7 +185,7 @@ def parse_list(text: str | None, kind, option: str) -> list | None:
     return values
 
 
-@app.command()
+@commands.command()
 def sweep(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     seeds: int = typer.Option(100, "--seeds", help="How many seeds (codebooks) to try."),
@@ -240,7 +240,7 @@ def sweep(
     raise typer.Exit(130 if not result.complete else 1 if low else 0)
 
 
-@app.command()
+@commands.command()
 def graph(
     file: Path = typer.Argument(..., help="A graph or a scenario YAML file."),
     png: Optional[Path] = typer.Option(None, "--png", help="Draw the graph into this PNG."),
@@ -269,7 +269,7 @@ def graph(
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 
-@app.command()
+@commands.command()
 def bench(
     backend: str = backend_option(),
     as_json: bool = typer.Option(False, "--json", help="One JSON object; speedup_vs_loop, gemm_fraction and "
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         except (AttributeError, ValueError):
             pass
     try:
-        code = app(args=args, prog_name="assocmem", standalone_mode=False)
+        code = commands(args=args, prog_name="assocmem", standalone_mode=False)
         sys.stdout.flush()
     except _click_errors.NoArgsIsHelpError as err:  # `assocmem` alone: the help (rich prints it), as before
         if err.ctx:
@@ -362,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
         code = INTERNAL_ERROR
     sys.exit(code or 0)
 
+
+# A console script made before main() existed calls `app()`: it gets the same exit statuses.
+app = main
 
 if __name__ == "__main__":
     main()
