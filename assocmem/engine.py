@@ -30,6 +30,7 @@ class StageRecord:
     index: int
     stage: Stage
     weights: np.ndarray
+    parts: tuple = ()   # (name, (S, P, T)): the reads a stage is made of, at the position it updated (prefix reads)
 
     @property
     def kind(self) -> str:
@@ -74,7 +75,8 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
     on = [backend.asarray(a) for a in (tokens, lengths, memory_keys, memory_values, vectors)]
     trace = forward(*on, pipeline, temperature, sim, backend, record)
     host = backend.to_numpy
-    stages = [StageRecord(r.layer, r.index, r.stage, host(r.weights)) for r in trace.stages]
+    stages = [StageRecord(r.layer, r.index, r.stage, host(r.weights), tuple((n, host(w)) for n, w in r.parts))
+              for r in trace.stages]
     return Trace(stages, *(None if a is None else host(a) for a in
                            (trace.lens_logits, trace.lens_similarity, trace.logits, trace.stream)))
 
@@ -104,7 +106,8 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
                 weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
                 _check_finite(X, xp, l, repeats, stage, temperature, sim)
                 if record:
-                    records.append(StageRecord(l + 1, s, stage, weights))
+                    weights, parts = weights if isinstance(weights, tuple) else (weights, ())
+                    records.append(StageRecord(l + 1, s, stage, weights, parts))
             if record:
                 lens_logits.append(readout.logits(X, lengths, vectors, sim, xp))
                 lens_sim.append(readout.lens_similarity(X, lengths, sim, xp))

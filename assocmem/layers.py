@@ -155,7 +155,8 @@ def prefixes(X, decay: float, xp=np):
     return P
 
 
-def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperature, sim, xp=np, rows=None):
+def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperature, sim, xp=np, rows=None,
+                parts=None):
     """The reads of one position under `match: prefix`, batched over (S, P).
 
     Step k scores the query against the earlier positions' prefixes, with a null slot that scores `threshold`
@@ -167,7 +168,8 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
 
     Shapes: query (S, P, d); keys, values (S, P, T, d); earlier (P, T) bool, the positions it may read;
     previous (P,) int, the position before; rows: the rows before it, for chain_reads (with hops > 1)
-    -> (added (S, P, d), weights (S, P, T): what each position contributed).
+    -> (added (S, P, d), weights (S, P, T): what each position contributed).  A list `parts` gets each read's
+    own weights, (name, (S, P, T)): "step k", and "hop m.t" for chain_reads.
     """
     S, P, T, d = keys.shape
     weights = xp.zeros((S, P, T), dtype=keys.dtype)
@@ -184,12 +186,14 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
             w, missed = softmax(scores, xp=xp), None
         found = (w[:, :, None, :] @ values)[:, :, 0]                                       # (S, P, d)
         weights += stage.decay ** k * w
+        if parts is not None:
+            parts.append((f"step {k + 1}", w))
         if k == 0 and stage.fallback == "previous":
             ok = previous >= 0
             weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
         q = found + stage.decay * xp.roll(q, 1, axis=-1)
     if stage.hops > 1:
-        weights += chain_reads(rows, score, values, earlier, previous + 1, stage, temperature, xp)
+        weights += chain_reads(rows, score, values, earlier, previous + 1, stage, temperature, xp, parts)
     added = (weights[:, :, None, :] @ values)[:, :, 0]
     return added, weights
 
@@ -223,7 +227,7 @@ def hop_threshold(decay: float) -> float:
     return 0.5 * (((1 - decay**2) / (1 + decay**2)) ** 0.5 + (1 - decay**4) ** 0.5)
 
 
-def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, xp=np):
+def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, xp=np, parts=None):
     """Multi-hop in the context, at one position i: for m = 2..hops, start from the row m + 1 places back and
     walk forward through the rows before i, each hop reading what the context says followed (what was found,
     then the next row): v = x_{i-m-1}; for t = 1..m: v = read(x_{i-m-1+t} + decay * roll(v)).  In
@@ -253,6 +257,9 @@ def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, 
             w, missed = w[..., :T], w[..., T]
             v = (w[:, :, None, :] @ values)[:, :, 0]
             matched = matched * (1 - missed)
+            if parts is not None:  # a hop is shown while its chain still holds (its hops matched at least 1/2)
+                live = (valid >= m + 1)[None, :] & (matched >= 0.5)
+                parts.append((f"hop {m}.{t}", xp.where(live[:, :, None], w, 0)))
         out += xp.where((valid >= m + 1)[None, :, None], matched[:, :, None] * w, 0)
     return out
 
@@ -261,7 +268,9 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
     """context with `match: prefix`: each selected position i reads what stood where the rows before it match its
     own rows before (prefixes()), in order and in place.  Values are the tokens or the stream, as for context.
 
-    Shapes: X, tokens (S, P, T, d); select (P, T) -> weights (S, P, T, T) (row i: what position i read).
+    Shapes: X, tokens (S, P, T, d); select (P, T) -> weights (S, P, T, T) (row i: what position i read).  Recording
+    one position a prompt (`last`), it returns (weights, parts): each step's and hop's own weights at that
+    position, (name, (S, P, T)), so a report can show every hop.
     """
     S, P, T, d = X.shape
     weights = xp.zeros((S, P, T, T), dtype=X.dtype) if record else None
@@ -275,13 +284,19 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
         keys = prefixes(X[:, p], stage.decay, xp)
         values = (X if stage.values == "stream" else tokens)[:, p]
         earlier = positions[None, :] < i[:, None]
-        source = X[:, p]
+        found = [] if record else None
         added, w = prefix_read(keys[:, xp.arange(len(p)), i], keys, values, earlier, i - 1, stage, temperature, sim,
-                               xp, rows_before(source, i, stage.hops, xp))
+                               xp, rows_before(X[:, p], i, stage.hops, xp), found)
         X[:, p, i] += added
-        if record:
-            weights[:, p, i] = w
-        return weights
+        if not record:
+            return None
+        weights[:, p, i] = w
+        parts = []
+        for name, part in found:
+            full = xp.zeros((S, P, T), dtype=X.dtype)
+            full[:, p] = part
+            parts.append((name, full))
+        return weights, tuple(parts)
     keys = xp.zeros_like(X)  # p_i, built as the scan goes: it needs the rows before i as they are once updated
     last_row = int(rows.max())
     for i in range(1, last_row + 1):

@@ -13,6 +13,7 @@ from assocmem.readout import competing
 from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, VariantRun
 
 SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
+PART_SHOWN = 0.1  # a step or hop of a prefix read gets its own line where it put at least this on one position
 TOP = 3         # logits shown per layer in the logit lens
 TABLE_MAX = 64  # positions and columns an --all-positions table shows at most
 
@@ -76,8 +77,12 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
     table.add_row("0", "embedding", "", _top(run.names, p.lens_logits[0]))  # _top and attention_line escape
     for a in p.attention:
         closes_layer = a.index == len(run.variant.model.pipeline[a.layer - 1].stages) - 1
+        shown = [(name, row) for name, row in a.parts if row.max(initial=0) >= PART_SHOWN]
         table.add_row(str(a.layer) if a.index == 0 else "", escape(a.stage.label), attention_line(a, last),
-                      _top(run.names, p.lens_logits[a.layer]) if closes_layer else "")
+                      _top(run.names, p.lens_logits[a.layer]) if closes_layer and not shown else "")
+        for k, (name, row) in enumerate(shown):  # a prefix read's steps and hops, each with what it read
+            table.add_row("", f"  ↳ {name}", weights_line(a.columns, row, last),
+                          _top(run.names, p.lens_logits[a.layer]) if closes_layer and k == len(shown) - 1 else "")
     console.print(table)
     if all_positions:
         for a in p.attention:
@@ -103,14 +108,19 @@ def attention_line(a: Attention, position: int) -> str:
     equal over a run of positions (a plain mean), that run."""
     if not a.columns:
         return "(empty memory)"
-    row = a.weights[position]
+    return weights_line(a.columns, a.weights[position], position)
+
+
+def weights_line(columns, row, position: int) -> str:
+    """One row of weights over `columns` in one line (see attention_line)."""
     used = np.nonzero(row)[0]
     if not used.size:
-        return "(no past)" if position == 0 and a.columns[0].position is not None else "(not updated)"
-    if used.size > 1 and a.columns[0].position is not None and used[-1] - used[0] == used.size - 1 \
+        return "(no past)" if position == 0 and columns[0].position is not None else "(not updated)"
+    if used.size > 1 and columns[0].position is not None and used[-1] - used[0] == used.size - 1 \
             and row[used].min() == row[used].max():
         return f"uniform 1/{used.size} on positions {used[0]}..{used[-1]}"
-    return escape(" · ".join(f"{column_label(a.columns[k])} {row[k]:.2f}" for k in np.nonzero(row >= SHOWN)[0]))
+    shown = np.nonzero(row >= SHOWN)[0]
+    return escape(" · ".join(f"{column_label(columns[k])} {row[k]:.2f}" for k in shown)) if shown.size else "(nothing)"
 
 
 def _top(names, logits) -> str:

@@ -36,6 +36,7 @@ class Attention:
     stage: Stage
     columns: tuple[Column, ...]
     weights: np.ndarray
+    parts: tuple = ()           # (name, (C,)): the reads the stage is made of (a prefix read's steps and hops)
 
     @property
     def kind(self) -> str:
@@ -114,7 +115,8 @@ class VariantRun:
         layers = []
         for number, layer in enumerate(self.variant.model.pipeline, 1):
             stages = [{"kind": a.kind, "label": a.stage.label, "columns_are": a.what,
-                       "columns": [c.name for c in a.columns], "attention": a.weights.tolist()}  # a row per position
+                       "columns": [c.name for c in a.columns], "attention": a.weights.tolist(),  # a row per position
+                       **({"reads": {name: row.tolist() for name, row in a.parts}} if a.parts else {})}
                       for a in p.layer(number)]
             layers.append({"layer": number, "label": layer.label, "stages": stages,
                            "logits_last": _named(self.names, p.lens_logits[number]),
@@ -172,7 +174,9 @@ def run_variant(scenario: Scenario, variant: Variant, backend: Backend | None = 
             attention = []
             for r in trace.stages:  # one prompt's rows and columns, the padding cut
                 columns = rows if r.over == "memory" else positions
-                attention.append(Attention(r.layer, r.index, r.stage, columns, r.weights[0, j, :T, :len(columns)]))
+                parts = tuple((name, w[0, j, :len(columns)]) for name, w in r.parts)
+                attention.append(Attention(r.layer, r.index, r.stage, columns, r.weights[0, j, :T, :len(columns)],
+                                           parts))
             expectation = None
             if prompt.expect is not None:
                 expectation = Expectation(prompt.expect, compiled.vocab.names[part.winners[0, j]],

@@ -31,11 +31,13 @@ def read(q, keys, values, temperature, kind):
     return out, w
 
 
-def prefix_read(rows, vals, st, temperature, kind):
+def prefix_read(rows, vals, st, temperature, kind, parts=None):
     """context with match: prefix at position i = len(rows), the slow way: every prefix summed afresh,
     p_j = sum over k >= 1 of decay^(k-1) * roll^(k-1)(x_{j-k}); each step scores its query against p_0..p_{i-1}
     (and a null slot scoring `threshold`), reads, and moves its query one position on.  Returns the read and
-    the weight each earlier position's value got, summed over steps."""
+    the weight each earlier position's value got, summed over steps.  `parts` gets each step's and each live
+    hop's weights (a hop is shown while its chain's matched mass is at least 1/2)."""
+    parts = [] if parts is None else parts
     i, d = len(rows), len(vals[0])
 
     def prefix(j):
@@ -53,14 +55,15 @@ def prefix_read(rows, vals, st, temperature, kind):
         w = [x / sum(e) for x in e]
         found = sum((w[j] * vals[j] for j in range(i)), np.zeros(d))
         W += st.decay ** step * np.array(w[:i])
+        parts.append((f"step {step + 1}", np.array(w[:i])))
         if step == 0 and st.fallback == "previous":
             W[i - 1] += w[i]
         q = found + st.decay * np.roll(q, 1)
-    W += chains(rows, keys, vals, st, temperature, kind)
+    W += chains(rows, keys, vals, st, temperature, kind, parts)
     return sum((W[j] * vals[j] for j in range(i)), np.zeros(d)), W
 
 
-def chains(rows, keys, vals, st, temperature, kind):
+def chains(rows, keys, vals, st, temperature, kind, parts):
     """The multi-hop chains of a prefix read at position i = len(rows), one hop at a time: for m = 2..hops with
     m + 1 rows before i, v = rows[i-m-1], then for t = 1..m a read with the query rows[i-m-1+t] + decay roll(v);
     a hop with a next row leaves out the positions whose value is like it (score minus the cosine); a null slot
@@ -71,6 +74,7 @@ def chains(rows, keys, vals, st, temperature, kind):
     W = np.zeros(i)
     for m in range(2, st.hops + 1):
         if i - m - 1 < 0:
+            parts.extend((f"hop {m}.{t}", np.zeros(i)) for t in range(1, m + 1))
             continue
         v, matched = rows[i - m - 1], 1.0
         for t in range(1, m + 1):
@@ -82,6 +86,7 @@ def chains(rows, keys, vals, st, temperature, kind):
             w = [x / sum(e) for x in e]
             v = sum((w[j] * vals[j] for j in range(i)), np.zeros(len(v)))
             matched *= 1 - w[i]
+            parts.append((f"hop {m}.{t}", np.array(w[:i]) if matched >= 0.5 else np.zeros(i)))
         W += matched * np.array(w[:i])
     return W
 
@@ -104,6 +109,7 @@ class Trace:
     lens_logits: np.ndarray     # (layers + 1, V)
     lens_similarity: np.ndarray  # (layers + 1, n)
     logits: np.ndarray          # (V,)
+    parts: dict = None          # (layer, stage index) -> [(name, (n,) weights)]: a last-position prefix read's reads
 
 
 def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind) -> Trace:
@@ -116,7 +122,7 @@ def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind) -> 
     def lens():
         return [sim(X[-1], v, kind) for v in vectors], [sim(X[-1], x, kind) for x in X]
 
-    weights, lens_logits, lens_sim = [], [lens()[0]], [lens()[1]]
+    weights, lens_logits, lens_sim, parts = [], [lens()[0]], [lens()[1]], {}
     for l, layer in enumerate(pipeline):
         for s, st in enumerate(layer.stages):
             T = st.get("temperature") or temperature
@@ -133,7 +139,8 @@ def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind) -> 
                 elif st.kind == "context" and i > 0:
                     vals = X[:i] if st.values == "stream" else E[:i]
                     if st.match == "prefix":
-                        r, W[i, :i] = prefix_read(X[:i], vals, st, T, kind)
+                        found = parts.setdefault((l + 1, s), []) if st.positions == "last" else []
+                        r, W[i, :i] = prefix_read(X[:i], vals, st, T, kind, found)
                     else:
                         r, W[i, :i] = read(X[i], X[:i], vals, T, kind)
                     X[i] = X[i] + r
@@ -148,7 +155,7 @@ def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind) -> 
         logit_row, sim_row = lens()
         lens_logits.append(logit_row)
         lens_sim.append(sim_row)
-    return Trace(np.array(X), weights, np.array(lens_logits), np.array(lens_sim), np.array(lens_logits[-1]))
+    return Trace(np.array(X), weights, np.array(lens_logits), np.array(lens_sim), np.array(lens_logits[-1]), parts)
 
 
 def run_prompt(tokens, keys, values, pipeline, temperature, kind):

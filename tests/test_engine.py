@@ -88,6 +88,13 @@ def test_engine_matches_the_oracle_on_random_ragged_batches(pipeline_id, sim, re
                 assert (got.layer, got.index, got.kind) == (layer, index, kind)
                 C = weights.shape[1]
                 np.testing.assert_allclose(got.weights[s, p, :L, :C], weights, **CLOSE, err_msg=got.stage.label)
+                want_parts = w.parts.get((layer, index))  # a last-position prefix read's steps and hops
+                if want_parts is None:  # none, or a one-token prompt, which reads nothing
+                    assert not any(part[s, p].any() for _, part in got.parts)
+                    continue
+                assert [name for name, _ in got.parts] == [name for name, _ in want_parts]
+                for (name, part), (_, row) in zip(got.parts, want_parts):
+                    np.testing.assert_allclose(part[s, p, :L - 1], row, **CLOSE, err_msg=name)
                 assert not got.weights[s, p, L:].any() and not got.weights[s, p, :, C:].any()  # padding has no weight
 
 
