@@ -187,7 +187,8 @@ def print_sweep(result, console: Console) -> None:
         acc = c.accuracy()
         style = "green" if acc >= 0.99 else ("yellow" if acc >= 0.9 else "red")
         table.add_row(markup(c.variant) + ("" if c.check else " (unchecked)"), str(c.dim), f"{c.temperature:g}",
-                      Text(f"{acc:.3f}", style=style), f"{np.nanmean(c.margins):+.3f}", f"{np.nanmin(c.margins):+.3f}", most)
+                      Text(_share(acc), style=style if acc == acc else ""), _signed(np.nanmean, c.margins),
+                      _signed(np.nanmin, c.margins), most)
     console.print(table)
     per = Table(title="per prompt", title_justify="left")
     for col in ("prompt", "variant", "dim", "T", "accuracy", "mean margin", "worst margin"):
@@ -198,9 +199,22 @@ def print_sweep(result, console: Console) -> None:
         for c in result.cells:
             if c.margins is not None:
                 per.add_row(markup(p.label), markup(c.variant), str(c.dim), f"{c.temperature:g}",
-                            f"{c.accuracy(j):.3f}", f"{np.nanmean(c.margins[:, j]):+.3f}", f"{np.nanmin(c.margins[:, j]):+.3f}")
+                            _share(c.accuracy(j)), _signed(np.nanmean, c.margins[:, j]), _signed(np.nanmin, c.margins[:, j]))
     console.print(per)
-    console.print(f"accuracy over every checked cell: {result.accuracy:.4f}")
+    total = result.accuracy
+    console.print("accuracy over every checked cell: " + (f"{total:.4f}" if total == total else
+                                                          "— (no checked expectation)"))
+
+
+def _share(x: float) -> str:
+    """An accuracy, or a dash where nothing was checked (NaN)."""
+    return f"{x:.3f}" if x == x else "—"
+
+
+def _signed(reduce, margins) -> str:
+    """A mean or worst margin, or a dash where no prompt expects anything (all NaN)."""
+    values = np.asarray(margins, dtype=float)
+    return f"{reduce(values):+.3f}" if (values == values).any() else "—"
 
 
 def print_graph_report(report, name: str, model, console: Console) -> None:

@@ -86,3 +86,11 @@ def test_a_failing_margin_keeps_its_sign():
     plus = result.variants[2].prompts[0].expectation
     assert plus.margin < 0
     assert f"FAIL  expect D: winner {token_label(plus.winner)}, margin {plus.margin:+.3f} (not checked)" in text
+
+
+def test_a_sweep_that_checks_nothing_prints_dashes_not_nan(tmp_path):
+    from conftest import cli, write
+
+    r = cli("sweep", write(tmp_path, "s.yaml", "prompts: ['a b ?', 'b a ?']\n"), "--seeds", 2)
+    assert r.returncode == 0, r.stderr
+    assert "nan" not in r.stdout.lower() and "accuracy over every checked cell: — (no checked expectation)" in r.stdout
