@@ -17,7 +17,8 @@ class Backend:
 
     KINDS[kind].method names the stage method that runs a kind: static (assoc, mlp), context or feedback.  Each
     takes (X, inputs, stage, temperature, sim, record), updates X in place and returns the stage's weights,
-    (S, P, T, columns), when recording (else None).  A backend with a faster way to do the work (cache-sized
+    (S, P, T, columns), when recording (else None), or (weights, parts) where a stage is made of several reads
+    (a prefix read's steps and hops: engine.StageRecord.parts).  A backend with a faster way to do the work (cache-sized
     blocks, a CUDA kernel) overrides read_static, scan_feedback or a stage method, and nothing else.
 
     Shapes: X (S, P, T, d) on the backend; inputs: layers.Inputs, tokens (S, P, T, d), lengths (P,), keys and
