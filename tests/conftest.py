@@ -42,6 +42,30 @@ def cli(*args, cwd=ROOT, input=None, timeout=300):
                           text=True, env=env, input=input, timeout=timeout)
 
 
+def cli_in_process(*args, cwd=ROOT):
+    """The command's own entry point (assocmem.cli.main: parsing, exit statuses, the one-line errors) called in
+    this process, for the many data-driven cases where a new interpreter a case would cost a second each.  The
+    cases about the process itself (signals, pipes, encodings, memory limits, blocking reads) use cli().
+    Returns what cli() does: returncode, stdout, stderr."""
+    import contextlib
+    import io
+
+    from assocmem import cli as command
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                command.main([str(a) for a in args])
+                code = 0
+            except SystemExit as end:
+                code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

@@ -13,7 +13,7 @@ import pytest
 from assocmem.backends.cupy_backend import CupyBackend
 from assocmem.errors import InputError
 from cases import BAD_SCENARIOS, GOOD_PROMPTS, HOSTILE_RUNS, HOSTILE_SCENARIOS, SPECIAL_GRAPH_FILES, STRICT_JSON_EDGES, MARKUP_SCENARIO, SPECIAL_OUTPUTS, COLLIDING_VARIANTS
-from conftest import ROOT, cli, write
+from conftest import ROOT, cli, cli_in_process, write
 
 
 def png_size(path):
@@ -104,7 +104,7 @@ def test_failing_expectation_exits_1(tmp_path):
 @pytest.mark.parametrize("case, text, message, line", BAD_SCENARIOS[::3], ids=[c[0] for c in BAD_SCENARIOS[::3]])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case, text, message, line):
     path = write(tmp_path, "s.yaml", text)
-    r = cli("run", path)
+    r = cli_in_process("run", path)
     assert r.returncode == 2
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
@@ -122,7 +122,7 @@ def one_line_exit_2(r, message):
                          ids=[c[0] for c in HOSTILE_SCENARIOS + HOSTILE_RUNS])
 def test_hostile_file_is_one_line_exit_2(tmp_path, case, text, message, line):
     path = write(tmp_path, "s.yaml", text)
-    error = one_line_exit_2(cli("run", path), message)
+    error = one_line_exit_2(cli_in_process("run", path), message)
     prefix = f"assocmem: error: {path}:{line}: "
     assert error.startswith(prefix)
     said = error[len(prefix):]
@@ -173,7 +173,7 @@ def test_a_device_is_not_read():
     (["graph", "graphs/pronoun.yaml", "--temperature", "0"], "temperature must be a positive number"),
 ])
 def test_bad_arguments_exit_2(args, message):
-    r = cli(*args)
+    r = cli_in_process(*args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and r.stdout == ""
 
@@ -254,7 +254,7 @@ SHIPPED = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
 def test_json_of_every_shipped_scenario_parses_strictly(name):
     for args in (["run", f"scenarios/{name}", "--json"], ["sweep", f"scenarios/{name}", "--seeds", 2, "--json"],
                  ["graph", f"scenarios/{name}", "--json"]):
-        r = cli(*args)
+        r = cli_in_process(*args)
         assert r.returncode in (0, 1), (args, r.stderr[-2000:])
         strict_loads(r.stdout)
 
@@ -269,7 +269,7 @@ def test_json_of_the_graphs_and_the_bench_parses_strictly():
 
 @pytest.mark.parametrize("case, text, args", STRICT_JSON_EDGES, ids=[c[0] for c in STRICT_JSON_EDGES])
 def test_json_has_null_with_a_reason_instead_of_nan_or_infinity(tmp_path, case, text, args):
-    r = cli(*args, write(tmp_path, "s.yaml", text), "--json")
+    r = cli_in_process(*args, write(tmp_path, "s.yaml", text), "--json")
     assert r.returncode in (0, 1), r.stderr[-2000:]
     data = strict_loads(r.stdout)
     if args[0] == "run":
