@@ -234,7 +234,7 @@ def sweep(
         print("assocmem: interrupted; reporting the seeds finished so far", file=sys.stderr)
     low = result.below(min_accuracy) if min_accuracy is not None else []
     for c in low:
-        print(f"assocmem: {c.variant} at dim {c.dim}, T {c.temperature:g}: accuracy {c.accuracy():.3f} is below "
+        print(f"assocmem: {c.variant} at dim {c.dim}, model temperature {c.temperature:g}: accuracy {c.accuracy():.3f} is below "
               f"--min-accuracy {min_accuracy:g}", file=sys.stderr)
     emit(result.to_dict(), files, as_json, lambda con: print_sweep(result, con))
     raise typer.Exit(130 if not result.complete else 1 if low else 0)
