@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from assocmem.mem import mem, softmax, sum_squares, unit
+from assocmem.mem import EPS, mem, norms, softmax, sum_squares, unit
 from assocmem.model import Stage
 
 # RMSnorm's gain: the stream keeps the codebook's scale (unit vectors, rms 1/sqrt(d)) so that a
@@ -156,7 +156,7 @@ def prefixes(X, decay: float, xp=np):
 
 
 def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperature, sim, xp=np, rows=None,
-                parts=None):
+                parts=None, tails=None, query_tail=0):
     """The reads of one position under `match: prefix`, batched over (S, P).
 
     Step k scores the query against the earlier positions' prefixes, with a null slot that scores `threshold`
@@ -169,14 +169,15 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
     Shapes: query (S, P, d); keys, values (S, P, T, d); earlier (P, T) bool, the positions it may read;
     previous (P,) int, the position before; rows: the rows before it, for chain_reads (with hops > 1)
     -> (added (S, P, d), weights (S, P, T): what each position contributed).  A list `parts` gets each read's
-    own weights, (name, (S, P, T)): "step k", and "hop m.t" for chain_reads.
+    own weights, (name, (S, P, T)): "step k", and "hop m.t" for chain_reads.  tails (T,), query_tail (P,) or a
+    number: the squared lengths from before the prompt (tail()); each step's query carries its tail one further.
     """
     S, P, T, d = keys.shape
     weights = xp.zeros((S, P, T), dtype=keys.dtype)
-    score = scorer(keys, sim, xp)
-    q = query
+    score = scorer(keys, sim, xp, tails)
+    q, q_tail = query, query_tail
     for k in range(stage.steps):
-        scores = score(q) / temperature                                                    # (S, P, T)
+        scores = score(q, q_tail) / temperature                                            # (S, P, T)
         scores = xp.where(earlier[None], scores, -xp.inf)
         if stage.threshold is not None:
             null = xp.full((S, P, 1), stage.threshold / temperature, dtype=keys.dtype)
@@ -191,20 +192,37 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
         if k == 0 and stage.fallback == "previous":
             ok = previous >= 0
             weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
-        q = found + stage.decay * xp.roll(q, 1, axis=-1)
+        q, q_tail = found + stage.decay * xp.roll(q, 1, axis=-1), stage.decay ** 2 * q_tail
     if stage.hops > 1:
         weights += chain_reads(rows, score, values, earlier, previous + 1, stage, temperature, xp, parts)
     added = (weights[:, :, None, :] @ values)[:, :, 0]
     return added, weights
 
 
-def scorer(keys, sim, xp=np):
-    """score(q) = sim(q, keys) for queries (S, P, d) against keys (S, P, T, d) -> (S, P, T), with the keys'
-    norms taken once, however many reads score against them."""
-    K = unit(keys, xp) if sim == "cosine" else keys
-    if sim == "cosine":
-        return lambda q: (K @ unit(q, xp)[..., None])[..., 0]
-    return lambda q: (K @ q[..., None])[..., 0]
+def scorer(keys, sim, xp=np, tails=None):
+    """score(q, tail=0) = sim(q, keys) for queries (S, P, d) against keys (S, P, T, d) -> (S, P, T), with the keys'
+    norms taken once, however many reads score against them.  Under cosine, `tails` (T,) and `tail` (scalar or
+    (S, P)) are squared lengths added to the keys' and the query's: rows before the prompt's start, orthogonal to
+    everything (see tail()), so a prefix near the start is not a shorter, closer vector than one further on."""
+    if sim != "cosine":
+        return lambda q, tail=0: (keys @ q[..., None])[..., 0]
+    length = norms(keys, xp)[..., 0] ** 2 + (0 if tails is None else tails)
+    K = keys / xp.maximum(xp.sqrt(length), EPS)[..., None]
+    return lambda q, tail=0: ((K @ q[..., None])[..., 0]
+                              / xp.maximum(xp.sqrt(norms(q, xp)[..., 0] ** 2 + tail), EPS)[..., None])
+
+
+def tail(position, decay: float, xp=np):
+    """The squared length the prefix of `position` would have from the rows before the prompt, were they unit rows
+    that match nothing: sum over k >= position of decay^(2k) = decay^(2 position) / (1 - decay^2) (0 at decay 1,
+    where the sum has no limit: no tail).
+
+    >>> tail(np.arange(3), 0.5).round(4)
+    array([1.3333, 0.3333, 0.0833])
+    """
+    if decay >= 1:
+        return 0 * position
+    return decay ** (2 * position) / (1 - decay * decay)
 
 
 def rows_before(X, i, hops: int, xp=np):
@@ -286,7 +304,8 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
         earlier = positions[None, :] < i[:, None]
         found = [] if record else None
         added, w = prefix_read(keys[:, xp.arange(len(p)), i], keys, values, earlier, i - 1, stage, temperature, sim,
-                               xp, rows_before(X[:, p], i, stage.hops, xp), found)
+                               xp, rows_before(X[:, p], i, stage.hops, xp), found, tail(positions, stage.decay, xp),
+                               tail(i, stage.decay, xp))
         X[:, p, i] += added
         if not record:
             return None
@@ -307,7 +326,8 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
         values = (X if stage.values == "stream" else tokens)[:, :, :i]
         earlier = xp.ones((P, i), dtype=bool)
         added, w = prefix_read(keys[:, :, i], keys[:, :, :i], values, earlier, xp.full(P, i - 1), stage, temperature,
-                               sim, xp, rows_before(X, xp.full(P, i), stage.hops, xp))
+                               sim, xp, rows_before(X, xp.full(P, i), stage.hops, xp), None,
+                               tail(positions[:i], stage.decay, xp), tail(i, stage.decay, xp))
         X[:, :, i] += xp.where(active[None, :, None], added, 0)
         if record:
             weights[:, :, i, :i] = xp.where(active[None, :, None], w, 0)

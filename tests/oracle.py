@@ -43,11 +43,15 @@ def prefix_read(rows, vals, st, temperature, kind, parts=None):
     def prefix(j):
         return sum((st.decay ** (k - 1) * np.roll(rows[j - k], k - 1) for k in range(1, j + 1)), np.zeros(d))
 
+    def before(j):  # the squared length the rows before the prompt would add: unit rows that match nothing
+        return st.decay ** (2 * j) / (1 - st.decay ** 2) if st.decay < 1 else 0.0
+
     keys = [prefix(j) for j in range(i)]
     q = rows[i - 1] + st.decay * np.roll(prefix(i - 1), 1)  # p_i, built the same way
+    q_tail = before(i)
     W = np.zeros(i)
     for step in range(st.steps):
-        scores = [sim(q, k, kind) / temperature for k in keys]
+        scores = [tailed_sim(q, q_tail, k, before(j), kind) / temperature for j, k in enumerate(keys)]
         if st.threshold is not None:
             scores.append(st.threshold / temperature)
         top = max(scores)
@@ -58,12 +62,20 @@ def prefix_read(rows, vals, st, temperature, kind, parts=None):
         parts.append((f"step {step + 1}", np.array(w[:i])))
         if step == 0 and st.fallback == "previous":
             W[i - 1] += w[i]
-        q = found + st.decay * np.roll(q, 1)
-    W += chains(rows, keys, vals, st, temperature, kind, parts)
+        q, q_tail = found + st.decay * np.roll(q, 1), st.decay ** 2 * q_tail
+    W += chains(rows, keys, vals, st, temperature, kind, parts, before)
     return sum((W[j] * vals[j] for j in range(i)), np.zeros(d)), W
 
 
-def chains(rows, keys, vals, st, temperature, kind, parts):
+def tailed_sim(q, q_tail, k, k_tail, kind):
+    """sim, with squared lengths added to each side's under cosine (rows orthogonal to everything)."""
+    if kind != "cosine":
+        return float(q @ k)
+    nq, nk = math.sqrt(float(q @ q) + q_tail), math.sqrt(float(k @ k) + k_tail)
+    return float(q @ k) / (nq * nk) if nq > 0 and nk > 0 else 0.0
+
+
+def chains(rows, keys, vals, st, temperature, kind, parts, before):
     """The multi-hop chains of a prefix read at position i = len(rows), one hop at a time: for m = 2..hops with
     m + 1 rows before i, v = rows[i-m-1], then for t = 1..m a read with the query rows[i-m-1+t] + decay roll(v);
     a hop with a next row leaves out the positions whose value is like it (score minus the cosine); a null slot
@@ -79,7 +91,8 @@ def chains(rows, keys, vals, st, temperature, kind, parts):
         v, matched = rows[i - m - 1], 1.0
         for t in range(1, m + 1):
             q = rows[i - m - 1 + t] + g * np.roll(v, 1)
-            scores = [sim(q, keys[j], kind) - (cos(rows[i - m + t], vals[j]) if t < m else 0.0) for j in range(i)]
+            scores = [tailed_sim(q, 0.0, keys[j], before(j), kind) - (cos(rows[i - m + t], vals[j]) if t < m else 0.0)
+                      for j in range(i)]
             scores = [x / temperature for x in scores] + [null / temperature]
             top = max(scores)
             e = [math.exp(x - top) for x in scores]

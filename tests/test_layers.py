@@ -99,3 +99,33 @@ def test_context_weights_are_recorded_in_position_order():
     assert W[2].argmax() == 0 and W[1, 0] == 1 and not W[0].any()
     X, W = one(Stage("context", positions="last", temperature=0.01), [e[0], e[1], e[0]], weights=True)
     assert W[2].argmax() == 0 and not W[:2].any()
+
+
+def prefix_weights(order, stage):
+    """The last position's weights of a prefix read over tokens e_{8k} of d = 64 (rolls by up to 7 never make
+    one token another), so every cosine is exact."""
+    from assocmem.layers import context_prefix
+
+    E = np.eye(64)[[8 * k for k in order]][None, None]
+    X = E.copy()
+    select = np.zeros((1, len(order)), dtype=bool)
+    select[0, -1] = True
+    weights, _ = context_prefix(X, E, np.array([len(order)]), select, stage, 0.05, "cosine")
+    return weights[0, 0, -1]
+
+
+def test_a_match_at_the_start_of_the_prompt_weighs_as_one_later_on():
+    """`a F1 z w a F2 t a ?`: the cloze's prefix matches the one before F1 (at the start, nothing before `a`) and
+    the one before F2 on one token each; the rows before the prompt count as unit rows matching nothing, so the
+    two matches score alike instead of the shorter prefix winning."""
+    w = prefix_weights([0, 1, 2, 3, 0, 4, 5, 0, 6], Stage("context", match="prefix"))
+    assert w[1] == pytest.approx(w[5]) and w[1] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_a_longer_match_wins_and_order_counts():
+    """`b a F1 z a b F2 t b a ?`: read backwards from the cloze the prefix is a, b.  F1's is a, b too (two tokens);
+    F2's is b, a, the other order, which matches nothing; `b` at 5 matches one token (a, and b four steps back,
+    0.5^8).  Cosines (1 + 0.25) / (4/3) and (1 + 0.0039) / (4/3) at decay 0.5: at T = 0.05, e^3.69 for F1."""
+    w = prefix_weights([2, 0, 1, 3, 0, 2, 4, 5, 2, 0, 6], Stage("context", match="prefix"))
+    assert w[2] == pytest.approx(1 / (1 + math.exp(-(0.25 - 0.5 ** 8) / (4 / 3) / 0.05)), abs=1e-3)
+    assert w[5] == pytest.approx(1 - w[2], abs=1e-6) and w[6] < 1e-6
