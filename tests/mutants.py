@@ -62,7 +62,7 @@ MUTANTS = [
            "X[..., i - 1, :] + decay * xp.roll(P[..., i - 1, :], 1, axis=-1)", "X[..., i - 1, :] + decay * P[..., i - 1, :]",
            ENGINE, "prefixes without the roll: `a a` matches `a`"),
     Mutant("prefix-step-unshifted", "assocmem/layers.py",
-           "q = found + stage.decay * xp.roll(q, 1, axis=-1)", "q = found + stage.decay * q",
+           "q, q_tail = found + stage.decay * xp.roll(q, 1, axis=-1),", "q, q_tail = found + stage.decay * q,",
            ENGINE, "a prefix read's next step not moved one position on"),
     Mutant("prefix-threshold-ignored", "assocmem/layers.py",
            "if stage.threshold is not None:\n            null", "if False:\n            null",
