@@ -140,6 +140,12 @@ def context_last(X, tokens, lengths, temperature, sim, values="stream", xp=np, r
     return weights
 
 
+def next_prefix(row, prefix, decay: float, xp=np):
+    """The prefix of the position after `row`: row + decay * roll(prefix), the older rows one step further back
+    and bound by one more roll.  Shapes: row, prefix (..., d) -> (..., d)."""
+    return row + decay * xp.roll(prefix, 1, axis=-1)
+
+
 def prefixes(X, decay: float, xp=np):
     """p_i = x_{i-1} + decay * roll(p_{i-1}), p_0 = 0: the rows before each position, the nearer the heavier, each
     step back bound by one more roll (a permutation of the d axis, as vector-symbolic sequences are encoded), so
@@ -151,7 +157,7 @@ def prefixes(X, decay: float, xp=np):
     """
     P = xp.zeros_like(X)
     for i in range(1, X.shape[-2]):
-        P[..., i, :] = X[..., i - 1, :] + decay * xp.roll(P[..., i - 1, :], 1, axis=-1)
+        P[..., i, :] = next_prefix(X[..., i - 1, :], P[..., i - 1, :], decay, xp)
     return P
 
 
@@ -192,7 +198,7 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
         if k == 0 and stage.fallback == "previous":
             ok = previous >= 0
             weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
-        q, q_tail = found + stage.decay * xp.roll(q, 1, axis=-1), stage.decay ** 2 * q_tail
+        q, q_tail = next_prefix(found, q, stage.decay, xp), stage.decay ** 2 * q_tail
     if stage.hops > 1:
         weights += chain_reads(rows, score, values, earlier, previous + 1, stage, temperature, xp, parts)
     added = (weights[:, :, None, :] @ values)[:, :, 0]
@@ -266,7 +272,7 @@ def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, 
     for m in range(2, stage.hops + 1):
         v, matched = rows[:, :, m], xp.ones((S, P), dtype=values.dtype)
         for t in range(1, m + 1):
-            q = rows[:, :, m - t] + stage.decay * xp.roll(v, 1, axis=-1)
+            q = next_prefix(rows[:, :, m - t], v, stage.decay, xp)
             scores = score(q)
             if t < m:  # leave out what the question itself says comes next
                 scores = scores - like(rows[:, :, m - t - 1])
@@ -282,7 +288,7 @@ def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, 
     return out
 
 
-def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, xp=np, record=True):
+def context_prefix(X, tokens, select, stage: Stage, temperature, sim, xp=np, record=True):
     """context with `match: prefix`: each selected position i reads what stood where the rows before it match its
     own rows before (prefixes()), in order and in place.  Values are the tokens or the stream, as for context.
 
@@ -319,7 +325,7 @@ def context_prefix(X, tokens, lengths, select, stage: Stage, temperature, sim, x
     keys = xp.zeros_like(X)  # p_i, built as the scan goes: it needs the rows before i as they are once updated
     last_row = int(rows.max())
     for i in range(1, last_row + 1):
-        keys[:, :, i] = X[:, :, i - 1] + stage.decay * xp.roll(keys[:, :, i - 1], 1, axis=-1)
+        keys[:, :, i] = next_prefix(X[:, :, i - 1], keys[:, :, i - 1], stage.decay, xp)
         active = select[:, i]
         if not bool(active.any()):
             continue

@@ -110,7 +110,7 @@ def prefix_weights(order, stage):
     X = E.copy()
     select = np.zeros((1, len(order)), dtype=bool)
     select[0, -1] = True
-    weights, _ = context_prefix(X, E, np.array([len(order)]), select, stage, 0.05, "cosine")
+    weights, _ = context_prefix(X, E, select, stage, 0.05, "cosine")
     return weights[0, 0, -1]
 
 

@@ -50,7 +50,7 @@ class Backend:
     def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
         if stage.match == "prefix":
             select = layers.selected_positions(stage.positions, inputs.lengths, X.shape[2], self.xp)
-            return layers.context_prefix(X, inputs.tokens, inputs.lengths, select, stage, temperature, sim, self.xp,
+            return layers.context_prefix(X, inputs.tokens, select, stage, temperature, sim, self.xp,
                                          record)
         if stage.positions == "last":
             return layers.context_last(X, inputs.tokens, inputs.lengths, temperature, sim, stage.values, self.xp, record)
