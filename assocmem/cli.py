@@ -146,6 +146,7 @@ def run(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help=" or ".join(DTYPES) + f" (default {DTYPES[0]})."),
     all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write an interactive, self-contained HTML report here."),
     pipeline: Optional[str] = pipeline_option(),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
@@ -167,6 +168,9 @@ def run(
         if plot is not None:
             from assocmem.plots import plot_result
             files = plot_result(result, plot)
+        if html is not None:
+            from assocmem.html_report import write_html
+            files.append(write_html(result, html))
     verdict = "every expectation holds" if result.passed else "an expectation failed"
     emit(result.to_dict(), files, as_json,
          lambda con: (print_result(result, con, all_positions), con.print(f"\n{markup(sc.name)}: {verdict}")))
@@ -193,6 +197,7 @@ def sweep(
     dims: Optional[str] = typer.Option(None, "--dims", help="Comma-separated dimensions (default: the scenario's)."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write the accuracy grid and margin distributions as one HTML file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
     pipeline: Optional[str] = pipeline_option(),
@@ -230,6 +235,9 @@ def sweep(
         if plot is not None:
             from assocmem.plots import plot_sweep
             files = plot_sweep(result, plot)
+        if html is not None:
+            from assocmem.html_report import write_html
+            files.append(write_html(result, html))
     if not result.complete:
         print("assocmem: interrupted; reporting the seeds finished so far", file=sys.stderr)
     low = result.below(min_accuracy) if min_accuracy is not None else []
