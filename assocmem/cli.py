@@ -17,6 +17,7 @@ from assocmem.budget import DEFAULT_MAX_MEMORY
 from assocmem.engine import NumericalError
 from assocmem.errors import InputError
 from assocmem.model import DTYPES
+from assocmem.outfile import check_target
 
 commands = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
@@ -161,6 +162,8 @@ def run(
             raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
         if not 0 < max_memory < math.inf:
             raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        if html is not None:  # refused before the run, not after it
+            check_target(html, "an HTML report")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
         result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
@@ -220,6 +223,8 @@ def sweep(
             raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
         if min_accuracy is not None and not 0 <= min_accuracy <= 1:
             raise InputError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
+        if html is not None:  # refused before the sweep, not after it
+            check_target(html, "an HTML report")
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))

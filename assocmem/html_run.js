@@ -136,7 +136,7 @@ function showPrompt() {
         el("div", { id: "positions" })),
       el("section", { id: "attention-panel" },
         el("div", { class: "focusbar" }, el("h3", { id: "focus-label" }),
-           el("button", { id: "unlock", type: "button", onclick: () => { state.locked = null; state.hover = null; drawFocus(); } },
+           el("button", { id: "unlock", type: "button", onclick: () => { state.locked = null; state.hover = null; renderFocus(); } },
               "unlock (Esc)"),
            el("label", {}, "top ", kInput)),
         el("div", { id: "stages" }))),
@@ -155,7 +155,7 @@ function showPrompt() {
     if (!row) return;
     const pos = Number(row.dataset.pos);
     state.locked = state.locked === pos ? null : pos;
-    drawFocus();
+    renderFocus();
   });
   view.positions = new VirtualList(host, view.T, 22, positionRow);
   drawLens();
@@ -189,7 +189,19 @@ function renderFocus() {
   label.dataset.focus = f;
   label.dataset.locked = state.locked ?? "";
   document.getElementById("unlock").hidden = state.locked === null;
-  const cards = stages.map((s) => stageCard(s, f));
+  // Stages that gave f no weights are folded into one line per reason, so 40 stages at `last` do not bury the few
+  // that read f.
+  const cards = [], quiet = new Map();
+  for (const s of stages) {
+    if (s.rowOf[f] >= 0) { cards.push(stageCard(s, f)); continue; }
+    const why = silence(s, f);
+    if (!quiet.has(why)) quiet.set(why, []);
+    quiet.get(why).push(stageName(s));
+  }
+  for (const [why, names] of quiet) {
+    const shown = names.length > 8 ? names.slice(0, 8).join(", ") + `, … (${names.length} stages)` : names.join(", ");
+    cards.push(el("div", { class: "stage quiet" }, el("span", { class: "none", text: `${why}: ` }), el("span", { text: shown })));
+  }
   document.getElementById("stages").replaceChildren(...cards);
   paintPositions(f);
 }
@@ -210,9 +222,17 @@ function paintPositions(f) {
   view.positions.refresh();
 }
 
+function stageName(s) { return `layer ${s.layer}${s.several ? "." + (s.index + 1) : ""}`; }
+
+function silence(s, f) {
+  if (s.positions === "last" && f !== view.T - 1) return `not read at position ${f} (these stages update the last position only)`;
+  if (s.positions === "before_last" && f === view.T - 1) return "not read at the last position (these stages update every position but the last)";
+  if (f === 0 && s.over !== "memory") return "position 0 has no past";
+  return `no weights at position ${f}`;
+}
+
 function stageCard(s, f) {
-  const variant = view.variant;
-  const name = `layer ${s.layer}${s.several ? "." + (s.index + 1) : ""}`;
+  const name = stageName(s);
   const paintBox = s.over === "memory" ? null :
     el("label", { class: "paint", title: "colour the positions list by this stage's weights" },
        el("input", { type: "radio", name: "paint", checked: state.paint === s.i,
@@ -221,13 +241,6 @@ function stageCard(s, f) {
     el("div", { class: "shead" }, el("b", { text: name }), " ", el("span", { class: "label", text: s.label }),
        el("span", { class: "what", text: " · " + s.what }), paintBox));
   const got = rowEntries(s, f, state.k);
-  if (!got) {
-    const why = s.positions === "last" && f !== view.T - 1 ? "this stage updates the last position only" :
-      s.positions === "before_last" && f === view.T - 1 ? "this stage updates every position but the last" :
-      f === 0 && s.over !== "memory" ? "position 0 has no past" : "no weights at this position";
-    card.append(el("div", { class: "none", text: why }));
-    return card;
-  }
   const scale = Math.max(1, got.entries.length ? got.entries[0][1] : 1);
   const entries = el("div", { class: "entries" }, ...got.entries.map(([c, w]) => entryRow(s, c, w, scale)));
   card.append(entries);
@@ -375,13 +388,13 @@ function drawSimilarity() {
 
 function onKey(e) {
   if (!view || e.target.tagName === "INPUT") return;
-  if (e.key === "Escape") { state.locked = null; state.hover = null; drawFocus(); }
+  if (e.key === "Escape") { state.locked = null; state.hover = null; renderFocus(); }
   else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
     const f = state.locked ?? view.T - 1;
     state.locked = Math.max(0, Math.min(view.T - 1, f + (e.key === "ArrowDown" ? 1 : -1)));
     state.hover = null;
     view.positions.scrollTo(state.locked);
-    drawFocus();
+    renderFocus();
     e.preventDefault();
   }
 }
