@@ -12,18 +12,33 @@ function bytesOf(b64) {
   return out;
 }
 function typed(t, buffer) { return t === "f32" ? new Float32Array(buffer) : new Int32Array(buffer); }
-const decoded = new WeakMap();
-function unpack(p) {  // an uncompressed array, decoded once and cached
-  if (!decoded.has(p)) decoded.set(p, typed(p.t, bytesOf(p.b64).buffer));
-  return decoded.get(p);
-}
-function inflate(p) {  // a compressed array: a promise, decoded once
-  if (!p.z) return Promise.resolve(unpack(p));
+const decoded = new WeakMap();  // packed array -> its typed array, or the promise of it while it inflates
+function inflate(p) {  // a promise of the typed array, decoded once
   if (!decoded.has(p)) {
-    const stream = new Blob([bytesOf(p.b64)]).stream().pipeThrough(new DecompressionStream("deflate"));
-    decoded.set(p, new Response(stream).arrayBuffer().then((b) => typed(p.t, b)));
+    const bytes = bytesOf(p.b64);
+    if (!p.z) decoded.set(p, typed(p.t, bytes.buffer));
+    else {
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+      decoded.set(p, new Response(stream).arrayBuffer().then((b) => { const a = typed(p.t, b); decoded.set(p, a); return a; }));
+    }
   }
-  return decoded.get(p);
+  return Promise.resolve(decoded.get(p));
+}
+function unpack(p) {  // an array already inflated (see inflateAll), at once
+  const a = decoded.get(p);
+  if (!a || a instanceof Promise) throw new Error("assocmem: an array was read before it was inflated");
+  return a;
+}
+// Inflate every packed array under `node` except those under the keys in `skip` (the full rows: on demand only).
+function inflateAll(node, skip = new Set()) {
+  const waits = [];
+  const walk = (x) => {
+    if (x === null || typeof x !== "object") return;
+    if (typeof x.b64 === "string") { waits.push(inflate(x)); return; }
+    for (const [k, v] of Object.entries(x)) if (!skip.has(k)) walk(v);
+  };
+  walk(node);
+  return Promise.all(waits);
 }
 
 // ---- DOM: every piece of user text goes in as textContent, never as markup.

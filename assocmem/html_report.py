@@ -18,20 +18,18 @@ from assocmem.report import token_label, visible
 from assocmem.runs import NO_MARGIN, Attention, PromptRun, Result, VariantRun
 from assocmem.sweeps import SweepResult
 
-TOP = 32                 # largest entries of each attention row kept uncompressed: the default view's top-k (k <= TOP)
+TOP = 32                 # largest entries of each attention row, decoded with the prompt: the default view's top-k
 FULL_BUDGET = 64 << 20   # bytes of compressed full rows a page carries; past it a stage keeps only its top TOP
 PAGE_MAX = 512 << 20     # bytes a page may have at all: a run that needs more is refused, not written half-usable
 ASSETS = {"run": ("html_common.js", "html_run.js"), "sweep": ("html_common.js", "html_sweep.js")}
 
 
-def packed(values, dtype: str, compress: bool = False) -> dict:
-    """An array as little-endian float32 or int32 bytes in base64 (a third of the size of JSON's decimal text);
-    `compress` deflates it first (zlib, which the browser's DecompressionStream('deflate') reads), for data that
-    is decoded only on demand.  Float32 keeps 7 digits, more than the page shows (3 decimals)."""
-    data = np.ascontiguousarray(values, dtype="<f4" if dtype == "f32" else "<i4").tobytes()
-    if compress:
-        data = zlib.compress(data, 6)
-    return {"t": dtype, "z": compress, "n": int(np.size(values)), "b64": base64.b64encode(data).decode("ascii")}
+def packed(values, dtype: str) -> dict:
+    """An array as little-endian float32 or int32 bytes, deflated (zlib, which the browser's own
+    DecompressionStream('deflate') reads: averaging weights and row indices shrink tenfold), in base64.  Float32
+    keeps 7 digits, more than the page shows (3 decimals)."""
+    data = zlib.compress(np.ascontiguousarray(values, dtype="<f4" if dtype == "f32" else "<i4").tobytes(), 6)
+    return {"t": dtype, "z": True, "n": int(np.size(values)), "b64": base64.b64encode(data).decode("ascii")}
 
 
 def _top(rows: np.ndarray, k: int) -> np.ndarray:
@@ -71,7 +69,7 @@ def stage_data(a: Attention, last: int, budget: _Budget, top: int = TOP) -> dict
     index = _top(W, k) if len(rows) else np.zeros((0, k), dtype=np.int64)
     nonzero = W != 0
     lengths = C - np.argmax(nonzero[:, ::-1], axis=1) if len(rows) else np.zeros(0, dtype=np.int64)
-    full = packed(W[np.arange(C)[None, :] < lengths[:, None]], "f32", compress=True)
+    full = packed(W[np.arange(C)[None, :] < lengths[:, None]], "f32")
     stage = a.stage
     out = {
         "layer": a.layer, "index": a.index, "kind": a.kind, "label": stage.label, "what": a.what,

@@ -100,10 +100,13 @@ function build() {
     return row;
   });
   document.addEventListener("keydown", onKey);
-  showPrompt();
+  return showPrompt();
 }
 
-function showPrompt() {
+async function showPrompt() {
+  const want = [state.v, state.p];
+  await inflateAll(DATA.variants[state.v].prompts[state.p], new Set(["full"]));
+  if (want[0] !== state.v || want[1] !== state.p) return;  // another prompt was picked meanwhile
   view = openPrompt(state.v, state.p);
   const { variant, prompt } = view;
   const main = document.getElementById("prompt");
@@ -400,8 +403,7 @@ function onKey(e) {
 }
 
 const started = performance.now();
-build();
-requestAnimationFrame(() => {
+build().then(() => requestAnimationFrame(() => {
   window.assocmemRenderMs = performance.now() - started;
   document.body.dataset.ready = "1";
-});
+}));

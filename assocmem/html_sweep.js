@@ -115,5 +115,4 @@ function drawHistogram(canvas, counts, lo, width, seeds) {
   canvas.dataset.drawn = seeds;
 }
 
-sweepBuild();
-requestAnimationFrame(() => { document.body.dataset.ready = "1"; });
+inflateAll(DATA).then(() => { sweepBuild(); requestAnimationFrame(() => { document.body.dataset.ready = "1"; }); });
