@@ -1,18 +1,20 @@
 """The HTML report: its data against --json, its escaping, where it refuses to write, and the page itself in headless
 Chromium (hover, lock, unlock, full rows on demand, 2000 tokens, every shipped scenario, no network)."""
+import base64
 import json
 import os
 import random
 import re
 import shutil
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from assocmem import run, sweep
-from assocmem.html_report import script_json, write_html
+from assocmem.html_report import run_data, script_json, write_html
 from cases import MARKUP_SCENARIO
 from conftest import ROOT, cli_in_process, write
 
@@ -79,6 +81,49 @@ def test_hostile_text_stays_text_in_the_file(tmp_path):
     assert "<" not in data and ">" not in data and "&" not in data
     assert text.count("<script") == 2 and text.count("</script>") == 2  # the data and the view, nothing more
     assert "<title>assocmem run: &lt;/script&gt;&lt;script&gt;window.pwned = 1&lt;/script&gt;</title>" in text
+
+
+def unpacked(p):
+    """What the page's inflate() gives: the float32 or int32 array of a packed one."""
+    return np.frombuffer(zlib.decompress(base64.b64decode(p["b64"])), "<f4" if p["t"] == "f32" else "<i4")
+
+
+def test_page_data_is_the_runs_numbers(tmp_path):
+    """Without a browser: every array the page carries, decoded, is the run's (float32 of it): each stage's rows,
+    top entries (largest first), counts, sums and full rows, its reads, the lens, the similarity and the logits."""
+    result = run(write(tmp_path, "trace.yaml", TRACE))
+    data = run_data(result)
+    v, vd = result.variants[0], data["variants"][0]
+    assert vd["memory"] == [[r.label, str(r.source)] for r in v.memory_rows]
+    for p, pd in zip(v.prompts, vd["prompts"]):
+        assert pd["tokens"] == list(p.prompt.tokens) and pd["margin"] == p.expectation.margin
+        np.testing.assert_allclose(unpacked(pd["lens"]).reshape(p.lens_logits.shape), p.lens_logits, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(unpacked(pd["similarity"]).reshape(p.lens_similarity.shape), p.lens_similarity,
+                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(unpacked(pd["logits"]), p.logits, rtol=1e-6, atol=1e-7)
+        assert len(pd["stages"]) == len(p.attention)
+        for a, sd in zip(p.attention, pd["stages"]):
+            W = a.weights
+            rows = unpacked(sd["rows"])
+            assert rows.tolist() == np.flatnonzero(np.abs(W).sum(axis=1) > 0).tolist(), sd["label"]
+            k = sd["k"]
+            index = unpacked(sd["top_index"]).reshape(len(rows), k)
+            value = unpacked(sd["top_value"]).reshape(len(rows), k)
+            full = unpacked(sd["full"])
+            ends = np.concatenate([[0], np.cumsum(unpacked(sd["lengths"]))])
+            for r, pos in enumerate(rows):
+                want = sorted(range(W.shape[1]), key=lambda c: (-W[pos, c], c))[:k]
+                np.testing.assert_allclose(W[pos, want], W[pos, index[r]], atol=1e-7)  # the k largest, up to ties
+                np.testing.assert_allclose(value[r], W[pos, index[r]], rtol=1e-6, atol=1e-7)
+                assert unpacked(sd["count"])[r] == np.count_nonzero(W[pos])
+                assert unpacked(sd["total"])[r] == pytest.approx(W[pos].sum(), rel=1e-6)
+                row = np.zeros(W.shape[1])
+                row[:ends[r + 1] - ends[r]] = full[ends[r]:ends[r + 1]]
+                np.testing.assert_allclose(row, W[pos], rtol=1e-6, atol=1e-30)
+            for (name, w), part in zip(a.parts, sd.get("parts", [])):
+                assert part["name"] == name
+                np.testing.assert_allclose(unpacked(part["w"]), w, rtol=1e-6, atol=1e-30)
+            assert len(sd.get("parts", [])) == len(a.parts)
 
 
 def one_line_exit_2(r, message):
