@@ -163,7 +163,7 @@ def run(
         if not 0 < max_memory < math.inf:
             raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
         if html is not None:  # refused before the run, not after it
-            check_target(html, "an HTML report")
+            check_target(html, "an HTML report", keep=[scenario])
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
         result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
@@ -224,7 +224,7 @@ def sweep(
         if min_accuracy is not None and not 0 <= min_accuracy <= 1:
             raise InputError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
         if html is not None:  # refused before the sweep, not after it
-            check_target(html, "an HTML report")
+            check_target(html, "an HTML report", keep=[scenario])
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))

@@ -126,7 +126,7 @@ async function showPrompt() {
         el("div", { class: "expect" }, "expect ", el("b", { text: prompt.expect }), " · winner ",
            el("b", { text: prompt.winner }), " · margin ",
            el("b", { text: prompt.margin === null ? prompt.margin_note : signed(prompt.margin) }),
-           ` · ${candidates.length} candidates` + (prompt.candidates_given ? ": " : " (every name but the last token)"),
+           ` · ${candidates.length} candidate${candidates.length === 1 ? "" : "s"}` + (prompt.candidates_given ? ": " : " (every name but the last token)"),
            prompt.candidates_given ? el("span", { class: "tok", text: candidates.join(", ") }) : null),
       el("div", { class: "model", text: variant.model }),
       variant.description ? el("div", { class: "desc", text: variant.description }) : null),
@@ -230,6 +230,7 @@ function stageName(s) { return `layer ${s.layer}${s.several ? "." + (s.index + 1
 function silence(s, f) {
   if (s.positions === "last" && f !== view.T - 1) return `not read at position ${f} (these stages update the last position only)`;
   if (s.positions === "before_last" && f === view.T - 1) return "not read at the last position (these stages update every position but the last)";
+  if (s.columns === 0) return "nothing to read (no memory rows)";
   if (f === 0 && s.over !== "memory") return "position 0 has no past";
   return `no weights at position ${f}`;
 }

@@ -12,10 +12,16 @@ KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat
          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def check_target(path: Path, what: str) -> None:
+def check_target(path: Path, what: str, keep=()) -> None:
     """Refuse anything but a new or a regular file at `path`, and a folder that does not exist: the rename would
     put the file where a device node, a FIFO, a folder or a symbolic link stood (a link would be replaced itself,
-    not the file it points to).  `what` names the file in the message ("an HTML report")."""
+    not the file it points to).  `what` names the file in the message ("an HTML report"); `keep`: files it must
+    not replace (the scenario it was made from: `run s.yaml --html s.yaml`)."""
+    path = Path(path)
+    for other in keep:
+        if os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other):
+            raise InputError(f"is the input file itself; it would be replaced by {what}", path,
+                             hint="choose another file name")
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -15,7 +15,7 @@ import pytest
 
 from assocmem import run, sweep
 from assocmem.html_report import run_data, script_json, write_html
-from cases import MARKUP_SCENARIO
+from cases import MARKUP_SCENARIO, STRICT_JSON_EDGES
 from conftest import ROOT, cli_in_process, write
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -137,14 +137,18 @@ def one_line_exit_2(r, message):
     ("/dev/null", "is a character device"),
     ("link.html", "is a symbolic link"),
     ("fifo.html", "is a FIFO"),
+    ("scenarios/pronoun.yaml", "is the input file itself"),
 ])
 def test_unwritable_targets_are_one_line_and_exit_2(tmp_path, target, message):
     os.symlink(tmp_path / "nowhere", tmp_path / "link.html")
     os.mkfifo(tmp_path / "fifo.html")
-    path = target if target.startswith("/") else tmp_path / target
+    path = target if target.startswith("/") else ROOT / target if target.startswith("scenarios") else tmp_path / target
+    before = Path(path).read_bytes() if Path(path).is_file() else None
     one_line_exit_2(cli_in_process("run", "scenarios/pronoun.yaml", "--html", path), message)
     one_line_exit_2(cli_in_process("sweep", "scenarios/pronoun.yaml", "--seeds", 1, "--html", path), message)
     assert not list(tmp_path.glob(".*.part"))
+    if before is not None:
+        assert Path(path).read_bytes() == before
 
 
 def test_a_regular_file_is_replaced_whole(tmp_path):
@@ -415,6 +419,27 @@ def test_sweep_report_shows_the_json_accuracy_and_margins(browser, tmp_path):
     first.scroll_into_view_if_needed()
     page.wait_for_selector("canvas.hist[data-drawn='3']")
     report.screenshot("html-report-sweep-long_context.png")
+    report.clean()
+
+
+EDGES = [(case, text) for case, text, args in STRICT_JSON_EDGES if args == ["run"]] + [
+    ("no-memory-rows", "prompts:\n  - {text: 'a b ?', expect: a}\n"),
+    ("one-token-and-no-expectation", "prompts:\n  - {text: a, expect: a, candidates: [a]}\n  - text: b\n"),
+]
+
+
+@pytest.mark.parametrize("case, text", EDGES, ids=[c for c, _ in EDGES])
+def test_edge_scenarios_render(browser, tmp_path, case, text):
+    """A single candidate (no margin), one name, no memory rows, one token, a prompt that expects nothing."""
+    result = run(write(tmp_path, "s.yaml", text))
+    report = Report(browser, write_html(result, tmp_path / "s.html"))
+    page = report.page
+    e = result.variants[0].prompts[0].expectation
+    assert page.locator("#verdict .badge").inner_text() == ("PASS" if e.passed else "FAIL") + (
+        " (no margin)" if not np.isfinite(e.margin) else f" {e.margin:+.3f}")
+    for item in range(1, len(result.variants[0].prompts)):
+        page.locator(f"[data-item='{item}']").click()
+        page.wait_for_function(f"document.querySelector('#verdict h2').textContent.includes('prompt {item + 1}')")
     report.clean()
 
 
