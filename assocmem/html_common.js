@@ -75,7 +75,7 @@ function divergingColour(x) {
 // ---- a list of fixed-height rows that keeps only the rows on screen in the DOM, so 2000 or 200,000 rows cost
 // the same to scroll.  render(i) makes row i; rows are re-made when refresh() is called.
 class VirtualList {
-  constructor(host, count, rowHeight, render) {
+  constructor(host, count, rowHeight, render, watchResize = true) {
     this.host = host; this.count = count; this.rowHeight = rowHeight; this.render = render;
     host.classList.add("vlist");
     this.spacer = el("div", { class: "vspacer" });
@@ -84,9 +84,11 @@ class VirtualList {
     this.drawn = new Map();
     this.frame = 0;
     host.addEventListener("scroll", () => this.schedule());
-    new ResizeObserver(() => this.schedule()).observe(host);
+    this.observer = watchResize ? new ResizeObserver(() => this.schedule()) : null;
+    if (this.observer) this.observer.observe(host);
     this.draw();
   }
+  dispose() { if (this.observer) this.observer.disconnect(); }
   schedule() { if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); }); }
   draw() {
     const h = this.host.clientHeight || 400, top = this.host.scrollTop;

@@ -86,6 +86,7 @@ def stage_data(a: Attention, last: int, budget: _Budget, top: int = TOP) -> dict
 
 
 def prompt_data(run: VariantRun, p: PromptRun, budget: _Budget) -> dict:
+    names = {n: i for i, n in enumerate(run.names)}
     e = p.expectation
     margin = e.margin if e is not None and math.isfinite(e.margin) else None
     last = len(p.prompt.tokens) - 1
@@ -95,7 +96,7 @@ def prompt_data(run: VariantRun, p: PromptRun, budget: _Budget) -> dict:
         "expect": token_label(p.prompt.expect) if p.prompt.expect is not None else None,
         "winner": token_label(e.winner) if e else None, "passed": e.passed if e else None, "margin": margin,
         "margin_note": NO_MARGIN if e is not None and margin is None else None,
-        "candidates": [run.names.index(c) for c in competing(p.prompt, run.names)],
+        "candidates": [names[c] for c in competing(p.prompt, run.names)],
         "candidates_given": bool(p.prompt.candidates),
         "lens": packed(p.lens_logits, "f32"), "similarity": packed(p.lens_similarity, "f32"),
         "logits": packed(p.logits, "f32"),

@@ -107,6 +107,7 @@ async function showPrompt() {
   const want = [state.v, state.p];
   await inflateAll(DATA.variants[state.v].prompts[state.p], new Set(["full"]));
   if (want[0] !== state.v || want[1] !== state.p) return;  // another prompt was picked meanwhile
+  if (view) { view.positions.dispose(); view.resize.disconnect(); }
   view = openPrompt(state.v, state.p);
   const { variant, prompt } = view;
   const main = document.getElementById("prompt");
@@ -275,7 +276,7 @@ function fullList(s, f, scale) {
     order.sort((a, b) => row[b] - row[a] || a - b);
     host.replaceChildren();
     host.style.height = Math.min(320, order.length * 22 + 2) + "px";
-    new VirtualList(host, order.length, 22, (n) => entryRow(s, order[n], row[order[n]], scale));
+    new VirtualList(host, order.length, 22, (n) => entryRow(s, order[n], row[order[n]], scale), false);
   });
   return host;
 }
@@ -386,7 +387,8 @@ function drawSimilarity() {
     };
   };
   canvas.onmouseleave = hideTip;
-  new ResizeObserver(draw).observe(host);
+  view.resize = new ResizeObserver(draw);
+  view.resize.observe(host);
   draw();
 }
 

@@ -13,7 +13,10 @@ function sweepBuild() {
   const main = el("main", {},
     el("header", {}, el("h1", {}, el("span", { text: DATA.scenario }), " ", el("span", { class: "badge none", text: acc })),
        el("div", { class: "path", text: DATA.path + (DATA.complete ? "" : " · interrupted: the seeds finished so far") })));
-  for (const v of variants) main.append(accuracyGrid(v, cells.filter((c) => c.variant === v)));
+  main.append(el("section", {}, el("h2", { text: "accuracy" }),
+    el("div", { class: "hint", text: "the share of (seed, prompt) pairs whose expectation holds, per dim (rows) and " +
+                                     "model temperature (columns); under it the cell's worst margin" }),
+    el("div", { class: "grids" }, ...variants.map((v) => accuracyGrid(v, cells.filter((c) => c.variant === v))))));
   main.append(promptTable(cells));
   main.append(distributions(cells, margins, P));
   app.replaceChildren(main);
@@ -39,8 +42,8 @@ function accuracyGrid(variant, cells) {
     }
     table.append(row);
   }
-  return el("section", {}, el("h2", {}, el("span", { text: variant }), checked ? "" : " (shown, not checked)"),
-            el("div", { class: "hint", text: "accuracy: the share of (seed, prompt) pairs whose expectation holds" }), table);
+  return el("div", { class: "gridbox" }, el("h3", {}, el("span", { text: variant }), checked ? "" : " (shown, not checked)"),
+            table);
 }
 
 // Per prompt and cell: accuracy and worst margin.
@@ -100,10 +103,17 @@ function distributions(cells, margins, P) {
   return box;
 }
 
+// Bars over the shared bins (the tallest bar is the cell's busiest bin), the zero line, the range's ends below.
 function drawHistogram(canvas, counts, lo, width, seeds) {
-  const W = 180, H = 48, ctx = sizedCanvas(canvas, W, H), top = Math.max(1, ...counts), bw = W / BINS;
+  const W = 180, H = 48, ctx = sizedCanvas(canvas, W, H + 12), top = Math.max(1, ...counts), bw = W / BINS;
   ctx.fillStyle = "#f6f7f9";
   ctx.fillRect(0, 0, W, H);
+  ctx.fillStyle = "#57606a";
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.textAlign = "left";
+  ctx.fillText(signed(lo, 2), 0, H + 10);
+  ctx.textAlign = "right";
+  ctx.fillText(signed(lo + width * BINS, 2), W, H + 10);
   counts.forEach((n, b) => {
     if (!n) return;
     ctx.fillStyle = lo + (b + 1) * width <= 0 ? "#dc2626" : lo + b * width >= 0 ? "#2563eb" : "#9333ea";

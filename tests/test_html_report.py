@@ -415,9 +415,10 @@ def test_sweep_report_shows_the_json_accuracy_and_margins(browser, tmp_path):
     for j, row in enumerate(rows):
         values = [float(v) for v in row.locator("td").all_inner_texts()]
         assert values == pytest.approx([c["prompts"][j]["accuracy"] for c in data["cells"]], abs=0.0005)
-    first = page.locator("canvas.hist").first
-    first.scroll_into_view_if_needed()
-    page.wait_for_selector("canvas.hist[data-drawn='3']")
+    hists = page.locator("canvas.hist")  # drawn as they scroll into view: scroll to the last, then all are drawn
+    assert hists.count() == 18 and page.locator("canvas.hist[data-drawn]").count() < 18
+    hists.last.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelectorAll('canvas.hist[data-drawn=\"3\"]').length === 18")
     report.screenshot("html-report-sweep-long_context.png")
     report.clean()
 
