@@ -124,8 +124,8 @@ async function showPrompt() {
          prompt.name ? el("span", { class: "pname", text: prompt.name }) : null, " ",
          verdictBadge(prompt.passed, prompt.margin, prompt.margin_note)),
       prompt.expect === null ? el("div", { text: "this prompt expects nothing" }) :
-        el("div", { class: "expect" }, "expect ", el("b", { text: prompt.expect }), " · winner ",
-           el("b", { text: prompt.winner }), " · margin ",
+        el("div", { class: "expect" }, "expect ", el("b", { class: "tok", text: prompt.expect }), " · winner ",
+           el("b", { class: "tok", text: prompt.winner }), " · margin ",
            el("b", { text: prompt.margin === null ? prompt.margin_note : signed(prompt.margin) }),
            ` · ${candidates.length} candidate${candidates.length === 1 ? "" : "s"}` + (prompt.candidates_given ? ": " : " (every name but the last token)"),
            prompt.candidates_given ? el("span", { class: "tok", text: candidates.join(", ") }) : null),

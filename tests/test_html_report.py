@@ -185,9 +185,10 @@ def browser(tmp_path_factory):
 class Report:
     """A report opened in the browser, with every request it made and every error it raised."""
 
-    def __init__(self, browser, path: Path):
+    def __init__(self, browser, path: Path, height: int = 1100):
         self.path = path
         self.page = page = browser.new_page()
+        page.set_viewport_size({"width": 1500, "height": height})
         self.requests, self.errors = [], []
         page.on("request", lambda r: self.requests.append(r.url))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -222,11 +223,13 @@ class Report:
             .map(c => [c.dataset.stage, [...c.querySelectorAll('.entries .entry')]
                 .map(e => [Number(e.dataset.col), Number(e.querySelector('.val').textContent)])]))""")
 
-    def screenshot(self, name):
+    def screenshot(self, name, capsys):
+        """A full-page PNG in test-artifacts/, its path printed past pytest's capture."""
         ARTIFACTS.mkdir(exist_ok=True)
         out = ARTIFACTS / name
         self.page.screenshot(path=str(out), full_page=True)
-        print(f"screenshot: {out}")
+        with capsys.disabled():
+            print(f"\n  screenshot: {out}")
         return out
 
 
@@ -334,14 +337,15 @@ prompts:
 """)
 
 
-def test_2000_tokens_and_20_layers_load_within_budget_and_stay_virtual(browser, tmp_path):
+def test_2000_tokens_and_20_layers_load_within_budget_and_stay_virtual(browser, tmp_path, capsys):
     result = run(long_copy(tmp_path / "long.yaml"))
     p = result.variants[0].prompts[0]
     assert len(p.prompt.tokens) == 2000 and len(result.variants[0].variant.model.pipeline) == 20
     html = write_html(result, tmp_path / "long.html")
     report = Report(browser, html)
     page = report.page
-    print(f"2000 tokens, 20 layers: {html.stat().st_size / 1e6:.1f} MB, loaded and drawn in {report.load_s:.2f} s")
+    with capsys.disabled():
+        print(f"\n  2000 tokens, 20 layers: {html.stat().st_size / 1e6:.1f} MB, loaded and drawn in {report.load_s:.2f} s")
     assert report.load_s < FIRST_RENDER_S
     assert page.locator("#positions .pos").count() < 80  # only the rows on screen are in the DOM
     weights = p.attention[0].weights  # layer 1: attention over the earlier positions, every position
@@ -362,7 +366,7 @@ def test_2000_tokens_and_20_layers_load_within_budget_and_stay_virtual(browser, 
     assert f"show all {len(order)}" in card.locator("button.more").inner_text() or "show the top" in card.locator("button.more").inner_text()
     first = [(int(e.get_attribute("data-col")), e.locator(".val").inner_text()) for e in full.all()[:10]]
     assert [c for c, _ in first] == order[:10] and all(abs(float(v) - row[c]) < 0.0006 for c, v in first)
-    report.screenshot("html-report-2000-tokens.png")
+    report.screenshot("html-report-2000-tokens.png", capsys)
     report.clean()
 
 
@@ -400,12 +404,12 @@ def test_markup_and_hidden_characters_are_shown_as_escapes(browser, tmp_path):
     report.clean()
 
 
-def test_sweep_report_shows_the_json_accuracy_and_margins(browser, tmp_path):
+def test_sweep_report_shows_the_json_accuracy_and_margins(browser, tmp_path, capsys):
     html = tmp_path / "s.html"
     r = cli_in_process("sweep", "scenarios/long_context.yaml", "--seeds", 3, "--json", "--html", html)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    report = Report(browser, html)
+    report = Report(browser, html, height=700)  # a window that shows only the first histograms
     page = report.page
     for cell in data["cells"]:
         td = page.locator(f"table.grid[data-variant='{cell['variant']}'] td[data-dim='{cell['dim']}']"
@@ -419,7 +423,7 @@ def test_sweep_report_shows_the_json_accuracy_and_margins(browser, tmp_path):
     assert hists.count() == 18 and page.locator("canvas.hist[data-drawn]").count() < 18
     hists.last.scroll_into_view_if_needed()
     page.wait_for_function("() => document.querySelectorAll('canvas.hist[data-drawn=\"3\"]').length === 18")
-    report.screenshot("html-report-sweep-long_context.png")
+    report.screenshot("html-report-sweep-long_context.png", capsys)
     report.clean()
 
 
@@ -444,8 +448,22 @@ def test_edge_scenarios_render(browser, tmp_path, case, text):
     report.clean()
 
 
+def test_long_tokens_and_stacked_marks_stay_in_their_boxes(browser, tmp_path):
+    """A 3000-character name and a letter under 300 combining accents: every token box stays one line high and at
+    most 48 characters wide, wherever it is shown."""
+    stacked = "a" + "\u0301" * 300
+    text = (f'relations:\n  - "{"L" * 3000} = {stacked}"\nprompts:\n  - {{text: "{"L" * 3000} {stacked} ?", '
+            f'expect: "{stacked}", name: "{"N" * 2000}"}}\n')
+    report = Report(browser, write_html(run(write(tmp_path, "s.yaml", text)), tmp_path / "s.html"))
+    report.show(2)
+    boxes = report.page.evaluate("() => [...document.querySelectorAll('.tok, .rel, .pname')].map(e => "
+                                 "{ const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+    assert len(boxes) > 10 and max(h for _, h in boxes) < 30 and max(w for w, _ in boxes) < 600, boxes
+    report.clean()
+
+
 @pytest.mark.parametrize("scenario", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_every_shipped_scenario_renders_offline(browser, tmp_path, scenario):
+def test_every_shipped_scenario_renders_offline(browser, tmp_path, scenario, capsys):
     html = tmp_path / f"{scenario.stem}.html"
     r = cli_in_process("run", scenario, "--html", html)
     assert r.returncode in (0, 1) and html.exists(), r.stderr
@@ -465,5 +483,5 @@ def test_every_shipped_scenario_renders_offline(browser, tmp_path, scenario):
         last = len(result.variants[0].prompts[4].prompt.tokens) - 1
         report.show(last).click()
         assert report.focus() == (last, str(last))
-        report.screenshot("html-report-long_context.png")
+        report.screenshot("html-report-long_context.png", capsys)
     report.clean()
