@@ -67,8 +67,14 @@ function columnLabel(s, c) {
 function entryRow(s, c, w, scale) {
   const bar = el("span", { class: "bar" }, el("span", { class: "fill" }));
   bar.firstChild.style.width = (100 * Math.min(1, w / scale)).toFixed(1) + "%";
-  return el("div", { class: "entry", "data-col": c, title: `${w}` }, columnLabel(s, c), bar,
-            el("span", { class: "val", text: Math.abs(w) >= SHOWN ? fmt(w) : w.toExponential(1) }));
+  const row = el("div", { class: "entry", "data-col": c, title: `${w}` }, columnLabel(s, c), bar,
+                 el("span", { class: "val", text: Math.abs(w) >= SHOWN ? fmt(w) : w.toExponential(1) }));
+  if (s.over !== "memory") {  // follow the read: lock on the position it attended to
+    row.classList.add("jump");
+    row.title = `${w} · click to lock on position ${c}`;
+    row.addEventListener("click", () => { state.locked = c; state.hover = null; view.positions.scrollTo(c); renderFocus(); });
+  }
+  return row;
 }
 
 // ---- the page's frame: header, the prompt list, and the prompt view
@@ -162,6 +168,7 @@ async function showPrompt() {
     renderFocus();
   });
   view.positions = new VirtualList(host, view.T, 22, positionRow);
+  view.positions.scrollTo(view.T - 1);  // the readout's position, which the stages show until another is focused
   drawLens();
   drawSimilarity();
   drawFocus();

@@ -313,6 +313,10 @@ def test_click_locks_hover_previews_and_unlocking_returns(browser, tmp_path):
     report.show(2).click()
     page.locator("#unlock").click()
     page.wait_for_function("document.getElementById('focus-label').dataset.locked === ''")
+    entry = page.locator(".stage[data-stage='1'] .entries .entry").first  # layer 2's context read of the last position
+    column = int(entry.get_attribute("data-col"))
+    entry.click()  # follows the read: locks on the position it attended to
+    assert report.focus() == (column, str(column))
     report.clean()
 
 
