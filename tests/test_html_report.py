@@ -452,6 +452,23 @@ def test_edge_scenarios_render(browser, tmp_path, case, text):
     report.clean()
 
 
+SWEEP_EDGES = [(case, text) for case, text, args in STRICT_JSON_EDGES if args[0] == "sweep"]
+
+
+@pytest.mark.parametrize("case, text", SWEEP_EDGES, ids=[c for c, _ in SWEEP_EDGES])
+def test_sweep_edges_render(browser, tmp_path, case, text):
+    """Single-candidate prompts (no margin), nothing expected, nothing checked: the accuracies --json has, and no
+    error."""
+    html = tmp_path / "s.html"
+    r = cli_in_process("sweep", write(tmp_path, "s.yaml", text), "--seeds", 2, "--json", "--html", html)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    report = Report(browser, html)
+    header = report.page.locator("header .badge").inner_text()
+    assert header == ("no checked expectation" if data["accuracy"] is None else f"accuracy {data['accuracy']:.3f}")
+    report.clean()
+
+
 def test_long_tokens_and_stacked_marks_stay_in_their_boxes(browser, tmp_path):
     """A 3000-character name and a letter under 300 combining accents: every token box stays one line high and at
     most 48 characters wide, wherever it is shown."""
