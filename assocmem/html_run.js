@@ -16,7 +16,7 @@ function openPrompt(v, p) {
     const lengths = unpack(s.lengths), offsets = new Float64Array(lengths.length + 1);
     lengths.forEach((n, r) => { offsets[r + 1] = offsets[r] + n; });
     const several = prompt.stages.filter((t) => t.layer === s.layer).length > 1;
-    return Object.assign({}, s, { i, rowOf, offsets, several, fullRows: null });
+    return Object.assign({}, s, { i, rowOf, offsets, several });
   });
   const paint = stages.find((s) => s.over !== "memory");
   state.paint = paint ? paint.i : null;
@@ -350,9 +350,16 @@ function drawLens() {
     }
     heat.append(row);
   }
+  for (const t of [table, heat]) {  // a layer's row, clicked, shows that layer's lens similarity in the positions list
+    t.addEventListener("click", (e) => {
+      const row = e.target.closest("tr[data-layer]");
+      if (row) { state.lensLayer = Number(row.dataset.layer); renderFocus(); }
+    });
+  }
   const final = [...prompt.candidates].sort((a, b) => view.logits[b] - view.logits[a] || a - b).slice(0, 10);
   host.replaceChildren(
-    el("div", { class: "hint", text: "the readout's similarity with every name after each layer (framed: the expected answer; italic: not a candidate)" }),
+    el("div", { class: "hint", text: "the readout's similarity with every name after each layer (framed: the expected answer; " +
+                                     "italic, ∉: not a candidate); click a layer to show its lens similarity in the positions list" }),
     table,
     el("h4", { text: "every name that reached the top 5 after some layer" }), heat,
     el("h4", { text: "final logits of the candidates" + (prompt.candidates.length > 10 ? " (the top 10)" : "") }),

@@ -280,6 +280,10 @@ def test_hovering_a_position_shows_its_weights_from_json(browser, tmp_path):
             continue
         values = [float(v) for v in line.locator(".val").all_inner_texts()]
         assert values == pytest.approx(sorted((round(w, 3) for w in row if w >= 0.01), reverse=True)[:4], abs=0.0011)
+    # a layer of the lens, clicked, puts its similarity in the positions list
+    page.locator("#lens-top tr[data-layer='1'] th").click()
+    sims = page.evaluate("() => [...document.querySelectorAll('#positions .pos .s')].map(e => Number(e.textContent))")
+    assert np.allclose(sims, np.round(data["layers"][0]["similarity_last_to_positions"], 2), atol=0.0051)
     # the logit lens: each layer's top 5 names and values
     lens = [data["embedding_logits_last"]] + [layer["logits_last"] for layer in data["layers"]]
     for layer, logits in enumerate(lens):
