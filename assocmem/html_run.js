@@ -2,7 +2,7 @@
 "use strict";
 
 const state = { v: 0, p: 0, hover: null, locked: null, k: 8, lensTop: 5, paint: null, lensLayer: 0,
-                expanded: new Set() };
+                expanded: new Set(), maps: new Set() };
 let view = null;  // the shown prompt, decoded: { variant, prompt, T, L, V, stages, ... }
 const SHOWN = 0.0005;  // weights below this would show as 0.000 at three decimals: left out of lists, cells blank
 
@@ -16,12 +16,12 @@ function openPrompt(v, p) {
     const lengths = unpack(s.lengths), offsets = new Float64Array(lengths.length + 1);
     lengths.forEach((n, r) => { offsets[r + 1] = offsets[r] + n; });
     const several = prompt.stages.filter((t) => t.layer === s.layer).length > 1;
-    return Object.assign({}, s, { i, rowOf, offsets, several });
+    return Object.assign({}, s, { i, rowOf, offsets, several, map: null });
   });
   const paint = stages.find((s) => s.over !== "memory");
   state.paint = paint ? paint.i : null;
   state.lensLayer = L;
-  state.hover = null; state.locked = null; state.expanded.clear();
+  state.hover = null; state.locked = null; state.expanded.clear(); state.maps.clear();
   return { variant, prompt, T, V, L, stages, lens: unpack(prompt.lens), similarity: unpack(prompt.similarity),
            logits: unpack(prompt.logits) };
 }
@@ -249,9 +249,14 @@ function stageCard(s, f) {
     el("label", { class: "paint", title: "colour the positions list by this stage's weights" },
        el("input", { type: "radio", name: "paint", checked: state.paint === s.i,
                      onchange: () => { state.paint = s.i; drawFocus(); } }), " colour list");
+  const mapButton = s.over === "memory" || unpack(s.rows).length < 2 ? null :
+    el("button", { type: "button", class: "mapb", title: "every position's weights at once, query rows by key columns",
+                   onclick: () => { state.maps.has(s.i) ? state.maps.delete(s.i) : state.maps.add(s.i); drawFocus(); } },
+       state.maps.has(s.i) ? "hide map" : "map");
   const card = el("div", { class: "stage", "data-stage": s.i },
     el("div", { class: "shead" }, el("b", { text: name }), " ", el("span", { class: "label", text: s.label }),
-       el("span", { class: "what", text: " · " + s.what }), paintBox));
+       el("span", { class: "what", text: " · " + s.what }), paintBox, mapButton));
+  if (state.maps.has(s.i)) card.append(stageMap(s, f));
   const got = rowEntries(s, f, state.k);
   const scale = Math.max(1, got.entries.length ? got.entries[0][1] : 1);
   const entries = el("div", { class: "entries" }, ...got.entries.map(([c, w]) => entryRow(s, c, w, scale)));
@@ -266,6 +271,70 @@ function stageCard(s, f) {
   }
   if (s.parts && s.parts_position === f) card.append(partsList(s));
   return card;
+}
+
+// ---- a stage's whole pattern over positions, query rows by key columns, on one canvas of at most MAP cells a side
+// (above that a pixel shows the largest weight of the cells it covers), scaled up for short prompts.  Made once per
+// stage from its full rows (its top entries where the page has no full rows); the focused row is marked on top.
+const MAP = 480;
+
+async function mapImage(s) {
+  if (s.map) return s.map;
+  const T = view.T, size = Math.min(T, MAP), cell = size / T, rows = unpack(s.rows);
+  const block = new Float32Array(size * size);
+  const put = (i, c, w) => {
+    const k = Math.floor(i * cell) * size + Math.floor(c * cell);
+    if (w > block[k]) block[k] = w;
+  };
+  if (s.full) {
+    const all = await inflate(s.full);
+    rows.forEach((i, r) => { for (let o = s.offsets[r]; o < s.offsets[r + 1]; o++) put(i, o - s.offsets[r], all[o]); });
+  } else {
+    const index = unpack(s.top_index), value = unpack(s.top_value);
+    rows.forEach((i, r) => { for (let j = 0; j < s.k; j++) put(i, index[r * s.k + j], value[r * s.k + j]); });
+  }
+  const top = block.reduce((a, b) => Math.max(a, b), 0) || 1;  // the darkest blue is the stage's largest weight
+  const image = new ImageData(size, size);
+  block.forEach((w, k) => {  // white to the weights' blue (37, 99, 235)
+    const a = Math.min(1, Math.max(0, w / top));
+    image.data.set([255 - 218 * a, 255 - 156 * a, 255 - 20 * a, 255], 4 * k);
+  });
+  s.map = { image, size, cell, top };
+  return s.map;
+}
+
+function stageMap(s, f) {
+  const canvas = el("canvas", { class: "map", "data-map": s.i });
+  const note = el("div", { class: "hint" });
+  const box = el("div", { class: "mapbox" }, canvas, note);
+  mapImage(s).then(({ image, size, cell, top }) => {
+    canvas.width = canvas.height = size;
+    canvas.style.width = Math.max(size, Math.min(280, 14 * size)) + "px";  // a short prompt's cells drawn larger
+    note.textContent = `rows: the querying position; columns: the position read; white 0 to blue ${fmt(top)}; ` +
+      "hover for the value, click to lock on a row" + (cell < 1 ? "; a pixel shows the largest of the cells it covers" : "") +
+      (s.full ? "" : " (top entries only: the full rows are not in this file)");
+    const ctx = canvas.getContext("2d");
+    ctx.putImageData(image, 0, 0);
+    ctx.fillStyle = "rgba(217, 119, 6, 0.55)";  // the focused row
+    ctx.fillRect(0, Math.floor(f * cell), size, 1);
+    const at = (e) => {
+      const r = canvas.getBoundingClientRect();
+      return [Math.floor((e.clientY - r.top) / r.height * view.T), Math.floor((e.clientX - r.left) / r.width * view.T)];
+    };
+    canvas.onmousemove = async (e) => {
+      const [i, c] = at(e);
+      if (i < 0 || i >= view.T || c < 0 || c >= view.T) return hideTip();
+      const row = await fullRow(s, i), got = row ? null : rowEntries(s, i, s.k);
+      const w = row ? row[c] : (got ? (got.entries.find(([x]) => x === c) || [c, 0])[1] : 0);
+      showTip(e, `${i} ${view.prompt.tokens[i]} → ${c} ${view.prompt.tokens[c]}: ${fmt(w)}`);
+    };
+    canvas.onmouseleave = hideTip;
+    canvas.onclick = (e) => {
+      const [i] = at(e);
+      if (i >= 0 && i < view.T) { state.locked = i; state.hover = null; view.positions.scrollTo(i); renderFocus(); }
+    };
+  });
+  return box;
 }
 
 // Every nonzero entry of row f, largest first, in a virtual list: decoded now, on demand.
@@ -338,8 +407,8 @@ function drawLens() {
   const ever = [];
   for (let l = 0; l <= L; l++) for (const j of topOf(l, Math.min(5, V))) if (!ever.includes(j)) ever.push(j);
   const heat = el("table", { class: "lens heat", id: "lens-heat" },
-    el("tr", {}, el("th", { text: "after layer" }), ...ever.map((j) => el("th", {
-      class: "tok" + (vocab[j] === expect ? " exp" : ""), text: vocab[j] + (vocab[j] === expect ? " ★" : "") }))));
+    el("tr", {}, el("th", { text: "after layer" }), ...ever.map((j) => el("th", { class: vocab[j] === expect ? "exp" : "" },
+      el("span", { class: "tok", text: vocab[j] + (vocab[j] === expect ? " ★" : "") })))));
   for (let l = 0; l <= L; l++) {
     const row = el("tr", { "data-layer": l }, el("th", { class: "ln", text: layerName(l) }));
     for (const j of ever) {

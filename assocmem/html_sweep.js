@@ -51,7 +51,7 @@ function promptTable(cells) {
   const table = el("table", { class: "lens", id: "prompt-accuracy" },
     el("tr", {}, el("th", { text: "prompt" }), ...cells.map((c) => el("th", { text: `${c.variant} d=${c.dim} T=${c.temperature}` }))));
   DATA.prompts.forEach((p, j) => {
-    const row = el("tr", {}, el("th", { class: "ln tok", text: `${j + 1}. ${p.label}`, title: p.label }));
+    const row = el("tr", {}, el("th", { class: "ln", title: p.label }, el("span", { class: "tok", text: `${j + 1}. ${p.label}` })));
     for (const c of cells) {
       const a = c.prompt_accuracy[j];
       const td = el("td", { class: "val", text: a === null ? "–" : fmt(a) });

@@ -280,6 +280,10 @@ def test_hovering_a_position_shows_its_weights_from_json(browser, tmp_path):
             continue
         values = [float(v) for v in line.locator(".val").all_inner_texts()]
         assert values == pytest.approx(sorted((round(w, 3) for w in row if w >= 0.01), reverse=True)[:4], abs=0.0011)
+    # the heatmap's header cells stand over its columns (a token box once broke the table's layout)
+    lefts = page.evaluate("""() => [...document.querySelectorAll('#lens-heat tr')].slice(0, 2)
+        .map(r => [...r.children].map(c => Math.round(c.getBoundingClientRect().left)))""")
+    assert lefts[0] == lefts[1]
     # a layer of the lens, clicked, puts its similarity in the positions list
     page.locator("#lens-top tr[data-layer='1'] th").click()
     sims = page.evaluate("() => [...document.querySelectorAll('#positions .pos .s')].map(e => Number(e.textContent))")
@@ -321,6 +325,29 @@ def test_click_locks_hover_previews_and_unlocking_returns(browser, tmp_path):
     column = int(entry.get_attribute("data-col"))
     entry.click()  # follows the read: locks on the position it attended to
     assert report.focus() == (column, str(column))
+    report.clean()
+
+
+def test_a_stage_map_shows_every_positions_weights(browser, tmp_path):
+    """The map of layer 1 (feedback, window 2, every position): hovering cell (query i, key c) reads the weight
+    --json has; clicking a row locks on it."""
+    html = tmp_path / "t.html"
+    r = cli_in_process("run", write(tmp_path, "trace.yaml", TRACE), "--json", "--html", html)
+    weights = flat_stages(json.loads(r.stdout)["variants"][0]["prompts"][0])[0]["attention"]
+    report = Report(browser, html)
+    page = report.page
+    page.locator(".stage[data-stage='0'] button.mapb").click()
+    canvas = page.locator("canvas.map[data-map='0']")
+    page.wait_for_function("() => document.querySelector('canvas.map')?.width > 0")
+    box, size = canvas.bounding_box(), int(canvas.get_attribute("width"))
+    T = len(weights)
+    for i, c in ((5, 4), (5, 3), (13, 11), (9, 2)):
+        page.mouse.move(box["x"] + (c + 0.5) * box["width"] / T, box["y"] + (i + 0.5) * box["height"] / T)
+        page.wait_for_function("() => !document.querySelector('.tip').hidden")
+        tip = page.locator(".tip").inner_text()
+        assert tip.startswith(f"{i} ") and f"→ {c} " in tip and tip.endswith(f"{weights[i][c]:.3f}"), (tip, i, c)
+    page.mouse.click(box["x"] + 2.5 * box["width"] / T, box["y"] + 7.5 * box["height"] / T)
+    assert report.focus() == (7, "7") and size >= T
     report.clean()
 
 
@@ -374,6 +401,10 @@ def test_2000_tokens_and_20_layers_load_within_budget_and_stay_virtual(browser, 
     assert f"show all {len(order)}" in card.locator("button.more").inner_text() or "show the top" in card.locator("button.more").inner_text()
     first = [(int(e.get_attribute("data-col")), e.locator(".val").inner_text()) for e in full.all()[:10]]
     assert [c for c, _ in first] == order[:10] and all(abs(float(v) - row[c]) < 0.0006 for c, v in first)
+    start = time.perf_counter()  # the map of layer 1: 2000 x 2000 weights folded into 480 x 480 pixels
+    card.locator("button.mapb").click()
+    page.wait_for_function("() => document.querySelector('canvas.map')?.width === 480")
+    assert time.perf_counter() - start < 5
     report.screenshot("html-report-2000-tokens.png", capsys)
     report.clean()
 
