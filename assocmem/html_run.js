@@ -254,8 +254,10 @@ function stageCard(s, f) {
                    onclick: () => { state.maps.has(s.i) ? state.maps.delete(s.i) : state.maps.add(s.i); drawFocus(); } },
        state.maps.has(s.i) ? "hide map" : "map");
   const card = el("div", { class: "stage", "data-stage": s.i },
-    el("div", { class: "shead" }, el("b", { text: name }), " ", el("span", { class: "label", text: s.label }),
-       el("span", { class: "what", text: " · " + s.what }), paintBox, mapButton));
+    el("div", { class: "shead" },
+       el("div", { class: "stitle" }, el("b", { text: name }), " ", el("span", { class: "label", text: s.label }),
+          el("span", { class: "what", text: " · " + s.what })),
+       el("div", { class: "tools" }, paintBox, mapButton)));
   if (state.maps.has(s.i)) card.append(stageMap(s, f));
   const got = rowEntries(s, f, state.k);
   const scale = Math.max(1, got.entries.length ? got.entries[0][1] : 1);
