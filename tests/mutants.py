@@ -243,6 +243,12 @@ MUTANTS = [
            "the fused scan without norm divides the sum by one row fewer than it holds"),
     Mutant("fused-last-is-all", "assocmem/backends/fused.py", "(positions == 1 and i == L - 1)",
            "(positions == 1)", ENGINE + ("test_fused.py",), "the fused scan updates every position under `last`"),
+    Mutant("chunks-stale-norm", "assocmem/layers.py",
+           "                lengths[:, :, i] = xp.maximum(norms(X[:, :, i], xp)[..., 0], EPS)\n", "",
+           ("test_context_chunks.py",) + ENGINE, "the chunked context scan's norms not kept in step with the rows"),
+    Mutant("chunks-partial-not-rescaled", "assocmem/layers.py", "read = partial[:, :, t] * old[..., None] +",
+           "read = partial[:, :, t] +", ("test_context_chunks.py",) + ENGINE,
+           "the chunked scan merges the GEMM part's read without rescaling it to the new maximum"),
     Mutant("kernel-eps", "kernels/common.cuh", "#define NORM_EPS 1e-12", "#define NORM_EPS 1e-6", ("test_kernels.py",),
            "the kernels' norm epsilon differs from mem.EPS"),
 ]
