@@ -40,6 +40,13 @@ def available() -> bool:
     return _compiled() is not None
 
 
+def load() -> None:
+    """Import numba and load (or compile) the float32 and float64 scans now, so no later call pays for it."""
+    if available():
+        for dtype in (np.float32, np.float64):
+            scan_feedback(np.zeros((1, 1, 2, 4), dtype=dtype), np.array([2]), Stage("feedback"), 1, 1)
+
+
 def worth_it(X, repeats: int) -> bool:
     """Whether the fused scan is expected to beat the numpy one, a first call's load time included (that
     check imports nothing)."""
