@@ -38,7 +38,7 @@ class Shapes:
     long_prompts: int = 16       # long prompts: B = 16, n = 1024
     long_tokens: int = 1024
     loop_prompts: int = 64       # the per-prompt loop runs on this many of the B prompts (it is 15x slower)
-    queries: int = 4096          # the static read: queries x memory rows
+    queries: int = 2048          # the static read: queries x memory rows (2 chunks of 1024)
     memory_rows: int = 10000
     gpu_prompts: int = 65536     # the GPU's batch, for the speedup over the numpy backend
     repeats: int = 7             # interleaved rounds: every contender once a round, after one warm-up each

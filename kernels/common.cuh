@@ -49,3 +49,21 @@ __device__ F block_reduce(F v, Op op, F identity) {
 
 template <typename F> __device__ __forceinline__ F block_sum(F v) { return block_reduce(v, Sum(), F(0)); }
 template <typename F> __device__ __forceinline__ F block_max(F v) { return block_reduce(v, Max(), F(-INFINITY)); }
+
+// The sums of N values over the block at once, each returned to every thread: one pair of barriers for all N
+// (the chunked context scan reduces a chunk's N dot products with one row together).
+template <typename F, int N>
+__device__ void block_sum_many(F (&v)[N]) {
+    __shared__ F partial[N][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    for (int t = 0; t < N; ++t) v[t] = warp_reduce(v[t], Sum());
+    __syncthreads();                      // the previous call's readers are done with partial
+    if (lane == 0)
+        for (int t = 0; t < N; ++t) partial[t][warp] = v[t];
+    __syncthreads();
+    for (int t = 0; t < N; ++t) {
+        F total = 0;
+        for (int w = 0; w < warps; ++w) total += partial[t][w];
+        v[t] = total;
+    }
+}
