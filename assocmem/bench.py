@@ -271,12 +271,17 @@ AT_MOST_ONE = {"gemm_fraction": "the read ran faster than the two GEMMs it conta
 LONG = "_long"
 
 
-def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> BenchResult:
-    """Every figure, in one process.  on_step(name) is called before each part (for a progress line)."""
+def preload(backend: Backend) -> None:
+    """Load the fused scan's compiled code now, not inside a timing (and so it is used from 1e7 updates on)."""
     from assocmem.backends import fused
 
-    if backend.name == "numpy" and fused.available():  # load the compiled scan now, not inside a timing
+    if backend.name == "numpy" and fused.available():
         fused.load()
+
+
+def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> BenchResult:
+    """Every figure, in one process.  on_step(name) is called before each part (for a progress line)."""
+    preload(backend)
     steps = [("recipe", lambda b, s: bench_recipe(b, s.prompts, s.tokens, s)),
              ("long prompts", lambda b, s: bench_recipe(b, s.long_prompts, s.long_tokens, s, loop=False)),
              ("static read", bench_static_read), ("feedback scan", bench_scan)]
@@ -305,6 +310,7 @@ def scaling(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> dict:
     axes = {"B": [base["B"] * f for f in (1, 2, 4, 8)], "n": [base["n"] * f for f in (1, 2, 4, 8)],
             "d": [base["d"] * f // 4 for f in (1, 2, 4, 8)]}
     recipes = {"feedback10": feedback10_pipeline(), "default": default_pipeline()}
+    preload(backend)
     points, exponents = [], {}
     for axis, values in axes.items():
         if on_step:

@@ -91,3 +91,15 @@ def test_assocmem_jit_off_turns_the_fused_scan_off(monkeypatch):
         assert not fused.available()
     finally:
         fused._compiled.cache_clear()
+
+
+def test_a_small_run_never_imports_numba():
+    """Compile or load time must not make every CLI call slow: below the first-call threshold numba is not imported."""
+    import subprocess
+
+    code = ("import sys; from assocmem import run; run('scenarios/induction.yaml'); "
+            "print('numba' in sys.modules)")
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
