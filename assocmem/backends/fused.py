@@ -6,6 +6,7 @@ from functools import cache
 
 import numpy as np
 
+from assocmem.layers import RMS_EPS
 from assocmem.model import Stage
 
 POSITIONS = {"all": 0, "last": 1, "before_last": 2}  # as kernels/common.cuh numbers them
@@ -71,8 +72,6 @@ def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int) -> None:
     i = np.arange(T)
     k = np.minimum(i, stage.window) if stage.window else i  # rows averaged at position i, as feedback_positions
     sign = -1.0 if stage.sign == "minus" else 1.0
-    from assocmem.layers import RMS_EPS
-
     factor = np.where(k > 0, sign / np.maximum(k, 1), 0).astype(X.dtype)  # x + sign * total / k (no norm)
     guard = (RMS_EPS * k * k * d).astype(X.dtype)                           # eps k^2 d under the square root
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
