@@ -13,6 +13,7 @@ typedef unsigned long long offset_t;  // element offsets past 2^31 (B = 65536 pr
 #define POSITIONS_ALL 0        // which positions a stage updates, as in layers.selected_positions
 #define POSITIONS_LAST 1
 #define POSITIONS_BEFORE_LAST 2
+#define CONTEXT_MAX_THREADS 256  // the chunked context scan's block (its registers): d <= 256 * ROW_SLOTS
 #define NORM_EPS 1e-12         // mem.EPS: a zero row keeps norm EPS, so unit() leaves it zero
 
 __device__ __forceinline__ float exp_(float x) { return expf(x); }

@@ -39,6 +39,7 @@ __device__ void context_scan(F* X, const long long* lengths, F* norms, int promp
     const F first = block_sum(squares);
     if (threadIdx.x == 0) norm[0] = max_(sqrt_(first), F(NORM_EPS));
     for (int a = 1; a < L; a += C) {
+#pragma unroll
         for (int t = 0; t < C; ++t) {  // the chunk's queries, as they stand before any of them is updated
             const int i = a + t;
             for (int k = 0; k < ROW_SLOTS; ++k) {
@@ -49,28 +50,34 @@ __device__ void context_scan(F* X, const long long* lengths, F* norms, int promp
             m[t] = -INFINITY;
             l[t] = 0;
         }
+#pragma unroll
         for (int t = 0; t < C; ++t) {
             dots[t] = 0;
             for (int k = 0; k < ROW_SLOTS; ++k) dots[t] += q[t][k] * q[t][k];
         }
         block_sum_many(dots);
         F q_norm[C];
+#pragma unroll
         for (int t = 0; t < C; ++t) q_norm[t] = max_(sqrt_(dots[t]), F(NORM_EPS));
         for (int r = 0; r < a; ++r) {  // settled rows: each read once for the whole chunk
             for (int k = 0; k < ROW_SLOTS; ++k) {
                 const int j = threadIdx.x + k * blockDim.x;
                 v[k] = j < d ? x[(offset_t)r * d + j] : F(0);
             }
+#pragma unroll
             for (int t = 0; t < C; ++t) {
                 dots[t] = 0;
                 for (int k = 0; k < ROW_SLOTS; ++k) dots[t] += q[t][k] * v[k];
             }
             block_sum_many(dots);  // norm[r] was written by thread 0 before an earlier reduction's barrier
+#pragma unroll
             for (int t = 0; t < C; ++t)
                 online((cosine ? dots[t] / (q_norm[t] * norm[r]) : dots[t]) * inv_temperature, v, m[t], l[t], acc[t]);
         }
-        for (int t = 0; t < C && a + t < L; ++t) {  // in order: the chunk's rows before i have settled
+#pragma unroll  // t known at compile time: the chunk's arrays stay in registers, not on the stack
+        for (int t = 0; t < C; ++t) {  // in order: the chunk's rows before i have settled
             const int i = a + t;
+            if (i >= L) break;
             for (int r = a; r < i; ++r) {
                 F dot = 0;
                 for (int k = 0; k < ROW_SLOTS; ++k) {
@@ -95,12 +102,14 @@ __device__ void context_scan(F* X, const long long* lengths, F* norms, int promp
     }
 }
 
-extern "C" __global__ void context_scan_f32(float* X, const long long* lengths, float* norms, int prompts, int T,
+// A thread holds a chunk's queries and reads in registers (253 of them for float32 on sm_90), so a block has at
+// most CONTEXT_MAX_THREADS threads (65536 registers a block): d <= 2048; wider rows take the batched code.
+extern "C" __global__ void __launch_bounds__(CONTEXT_MAX_THREADS) context_scan_f32(float* X, const long long* lengths, float* norms, int prompts, int T,
                                             int d, int positions, int cosine, float inv_temperature) {
     context_scan<float>(X, lengths, norms, prompts, T, d, positions, cosine, inv_temperature);
 }
 
-extern "C" __global__ void context_scan_f64(double* X, const long long* lengths, double* norms, int prompts, int T,
+extern "C" __global__ void __launch_bounds__(CONTEXT_MAX_THREADS) context_scan_f64(double* X, const long long* lengths, double* norms, int prompts, int T,
                                             int d, int positions, int cosine, double inv_temperature) {
     context_scan<double>(X, lengths, norms, prompts, T, d, positions, cosine, inv_temperature);
 }
