@@ -285,17 +285,21 @@ def graph(
 @commands.command()
 def bench(
     backend: str = backend_option(),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object; speedup_vs_loop, gemm_fraction and "
-                                                        "scan_bandwidth_fraction at top level."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object, the figures at top level, each with its "
+                                                        "_spread (and a _note where invalid)."),
     quick: bool = typer.Option(False, "--quick", help="Small shapes: checks the bench runs; the figures mean little."),
-    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed runs per figure; the fastest counts."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Interleaved rounds per figure (default 7); "
+                                                                   "each figure is the median of its pair ratios."),
+    scaling: bool = typer.Option(False, "--scaling", help="Instead: time against B, n and d, with fitted exponents."),
 ) -> None:
-    """Measure, in one process: the batched engine against a per-prompt loop, the static read against GEMM,
-    and the feedback scan against copy bandwidth.  Ratios, not seconds: both sides run on the same machine."""
+    """Measure, in one process, interleaved: the engine against a batched numpy program of the same recipe, torch
+    eager (where installed), the per-prompt loop and the floor (a copy of the stream); the static read against
+    its GEMMs; the feedback scan against copy.  Ratios of pairs, so the machine's noise cancels or is flagged."""
     from dataclasses import replace
 
     from assocmem.bench import QUICK, Shapes, run_bench
-    from assocmem.report import print_bench
+    from assocmem.bench import scaling as scale
+    from assocmem.report import print_bench, print_scaling
 
     with user_errors("run assocmem bench --quick, or on a machine with more memory"):
         if repeats is not None and repeats < 1:
@@ -305,7 +309,12 @@ def bench(
         if repeats is not None:
             shapes = replace(shapes, repeats=repeats)
         with Console(stderr=True).status("bench") as status:
-            result = run_bench(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
+            if scaling:
+                table = scale(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
+            else:
+                result = run_bench(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
+    if scaling:
+        return emit(table, [], as_json, lambda con: print_scaling(table, con))
     emit(result.to_dict(), [], as_json, lambda con: print_bench(result, con))
 
 

@@ -68,12 +68,14 @@ class Trace:
 
 
 def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...],
-                 temperature: float, sim: str, backend: Backend | None = None, record: bool = True) -> Trace:
+                 temperature: float, sim: str, backend: Backend | None = None, record: bool = True,
+                 overwrite_tokens: bool = False) -> Trace:
     """The whole model on one batch, on `backend` (default numpy).  Arrays in and out are numpy.
-    tokens (S, P, T, d), lengths (P,), memory (S, M, d), vectors (S, V, d)."""
+    tokens (S, P, T, d), lengths (P,), memory (S, M, d), vectors (S, V, d).  overwrite_tokens: the caller hands
+    `tokens` over, so the stream may be computed in them instead of in a copy (see forward)."""
     backend = backend or get_backend("numpy")
     on = [backend.asarray(a) for a in (tokens, lengths, memory_keys, memory_values, vectors)]
-    trace = forward(*on, pipeline, temperature, sim, backend, record)
+    trace = forward(*on, pipeline, temperature, sim, backend, record, overwrite_tokens or on[0] is not tokens)
     host = backend.to_numpy
     stages = [StageRecord(r.layer, r.index, r.stage, host(r.weights), tuple((n, host(w)) for n, w in r.parts))
               for r in trace.stages]
@@ -82,14 +84,16 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
 
 
 def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...], temperature: float,
-            sim: str, backend: Backend, record: bool = True) -> Trace:
+            sim: str, backend: Backend, record: bool = True, overwrite_tokens: bool = False) -> Trace:
     """run_pipeline on arrays already on the backend; the Trace stays there too.
 
     Without recording, a run of identical one-stage layers of a repeatable kind (feedback) goes to the backend
-    as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them.
+    as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them.  With
+    overwrite_tokens (tokens that are not the caller's), the stream is computed in `tokens` itself unless a stage
+    would read a token row after it was changed (reads_changed_tokens): no copy of the stream.
     """
     xp = backend.xp
-    X = tokens.copy()
+    X = tokens if overwrite_tokens and not reads_changed_tokens(pipeline) else tokens.copy()
     inputs = Inputs(tokens, lengths, memory_keys, memory_values)
     records = []
     lens_logits = [readout.logits(X, lengths, vectors, sim, xp)] if record else []
@@ -104,7 +108,7 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
                     repeats += 1
             for s, stage in enumerate(layer.stages):
                 weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
-                _check_finite(X, xp, l, repeats, stage, temperature, sim)
+                _check_finite(written(X, lengths, stage, xp), xp, l, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
                     records.append(StageRecord(l + 1, s, stage, weights, parts))
@@ -130,8 +134,39 @@ def apply_stage(stage: Stage, X, inputs: Inputs, temperature, sim, backend: Back
     return run(X, inputs, stage, temperature, sim, record)
 
 
+def reads_changed_tokens(pipeline: tuple[Layer, ...]) -> bool:
+    """Whether a stage reads the tokens (`values: tokens`) at a row some stage changed before: the stream then
+    needs its own array.  A stage at `last` changes only the last row and reads only the rows before it, so a
+    token read at `last` after stages that wrote only last rows sees the tokens as they were."""
+    changed_earlier_rows = False
+    for layer in pipeline:
+        for stage in layer.stages:
+            if stage.get("values") == "tokens" and (stage.positions != "last" or changed_earlier_rows):
+                return True
+            changed_earlier_rows |= stage.positions != "last"
+    return False
+
+
+def written(X, lengths, stage: Stage, xp):
+    """The rows a stage may have changed: the last row of each prompt at `last`, else the stream.
+    Shapes: X (S, P, T, d) -> (S, P, d) or X itself."""
+    if stage.positions == "last":
+        return X[:, xp.arange(X.shape[1]), lengths - 1]
+    return X
+
+
+# Elements isfinite looks at a time: its boolean temporary (1 MiB) stays in cache instead of being a quarter
+# of the stream again (at B = 65536, T = 16, d = 1000 float32, a whole-stream mask is 1 GB).
+FINITE_CHUNK = 2**20
+
+
+def all_finite(X, xp) -> bool:
+    flat = X.reshape(-1)
+    return all(bool(xp.isfinite(flat[start:start + FINITE_CHUNK]).all()) for start in range(0, flat.size, FINITE_CHUNK))
+
+
 def _check_finite(X, xp, l, repeats, stage, temperature, sim):
-    if not bool(xp.isfinite(X).all()):
+    if not all_finite(X, xp):
         where = f"layer {l + 1}" if repeats == 1 else f"layers {l + 1}-{l + repeats}"
         raise NumericalError(f"the stream stopped being finite in {where}, stage {stage.label} "
                              f"(temperature {stage.get('temperature') or temperature:g}, similarity {sim})")
@@ -154,7 +189,7 @@ def passes(compiled: Compiled, model: Model, prompts, per_pass: int, backend: Ba
     for start in range(0, len(prompts), per_pass):
         tokens, lengths = compiled.tokens(start, start + per_pass)
         trace = run_pipeline(tokens, lengths, compiled.memory.keys, compiled.memory.values, compiled.vocab.vectors,
-                             model.pipeline, model.temperature, model.similarity, backend, record)
+                             model.pipeline, model.temperature, model.similarity, backend, record, overwrite_tokens=True)
         part = tuple(prompts[start:start + per_pass])
         margins, winners = readout.expectation_margins(trace.logits, part, compiled.vocab)
         yield Pass(start, part, trace, margins, winners)

@@ -253,34 +253,71 @@ def print_graph_report(report, name: str, model, console: Console) -> None:
 
 
 BENCH_ROWS = (
-    ("speedup_vs_loop", "batched engine vs per-prompt loop", "pipeline"),
-    ("gemm_fraction", "static read vs its two GEMMs", "static read"),
-    ("scan_bandwidth_fraction", "feedback scan vs copy bandwidth", "feedback scan"),
-    ("speedup_vs_numpy", "whole pipeline, GPU vs numpy backend", "GPU vs numpy"),
+    ("speedup_vs_batched_numpy", "engine vs a batched numpy program of the recipe"),
+    ("floor_fraction", "recipe vs one read + write of the stream (copy)"),
+    ("speedup_vs_loop", "engine vs the posts' per-prompt loop, per prompt"),
+    ("speedup_vs_batched_torch", "engine vs the same program in torch eager"),
+    ("default_recipe_floor_fraction", "the shipped default recipe vs the floor"),
+    ("speedup_vs_batched_numpy_long", "B = 16, n = 1024: engine vs batched numpy"),
+    ("floor_fraction_long", "B = 16, n = 1024: recipe vs the floor"),
+    ("speedup_vs_batched_torch_long", "B = 16, n = 1024: engine vs torch eager"),
+    ("gemm_fraction", "static read vs its two GEMMs"),
+    ("scan_bandwidth_fraction", "10-layer scan, each layer counted as a pass"),
+    ("scan_floor_fraction", "10-layer scan vs one copy of the stream"),
+    ("speedup_vs_numpy", "whole recipe, GPU vs numpy backend"),
 )
 
 
 def print_bench(result, console: Console) -> None:
-    """The headline ratios against their targets, then what each was computed from."""
-    table = Table(title=f"assocmem bench, {result.backend} backend", title_justify="left")
-    for column in ("figure", "what", "measured", "target", ""):
-        table.add_column(column, justify="right" if column in ("measured", "target") else "left")
-    for key, what, part in BENCH_ROWS:
+    """The headline ratios (medians of interleaved pairs, their spread) against their targets, then what each was
+    computed from, and a warning where the spread says the machine was busy."""
+    table = Table(title=f"assocmem bench, {result.backend} backend (medians of {result.shapes.repeats} interleaved "
+                        f"pairs; spread: interquartile range / median)", title_justify="left")
+    for column in ("figure", "what", "measured", "spread", "target", ""):
+        table.add_column(column, justify="right" if column in ("measured", "spread", "target") else "left")
+    for key, what in BENCH_ROWS:
         if key not in result.figures:
             continue
-        ok = result.meets(key)
-        table.add_row(key, what, f"{result.figures[key]:.2f}", f">= {result.targets[key]:g}",
-                      Text("meets" if ok else "short", style="green" if ok else "red"))
+        value, spread = result.figures[key], result.spreads.get(key)
+        target = result.targets.get(key)
+        if value is None:
+            verdict = Text("invalid", style="bold red")
+        elif target is None:
+            verdict = Text("")
+        else:
+            verdict = Text("meets" if result.meets(key) else "short", style="green" if result.meets(key) else "red")
+        table.add_row(key, what, "-" if value is None else f"{value:.3g}", f"{spread:.0%}" if spread is not None else "",
+                      f">= {target:g}" if target is not None else "", verdict)
     console.print(table)
+    for key, note in result.notes.items():
+        console.print(Text(f"{key}: {note}", style="red"))
     details = Table(title="measurements", title_justify="left", show_header=False)
     details.add_column("part")
     details.add_column("values")
     for part, values in result.details.items():
         details.add_row(part, ", ".join(f"{k} {_number(v)}" for k, v in values.items()))
     console.print(details)
+    if result.busy:
+        console.print(Text(f"warning: the machine was busy: the pairs of {', '.join(result.busy)} spread more than "
+                           f"10 % (load average {result.machine.get('load_average')}); rerun on a quiet machine "
+                           f"before quoting them", style="bold yellow"))
     m = result.machine
     console.print(f"machine: {m.get('cpu')}, {m.get('cores')} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
-                  f"numpy {m.get('numpy')} ({m.get('blas', 'BLAS unknown')}); shapes {vars(result.shapes)}")
+                  f"numpy {m.get('numpy')} ({m.get('blas', 'BLAS unknown')}); fused scan: {m.get('fused_scan')}; "
+                  f"shapes {vars(result.shapes)}")
+
+
+def print_scaling(scaling: dict, console: Console) -> None:
+    """Time against B, n and d, one axis at a time, with the fitted exponents."""
+    table = Table(title="assocmem bench --scaling: seconds (median of interleaved runs)", title_justify="left")
+    for column in ("axis", "B", "n", "d", "feedback10 s", "default s"):
+        table.add_column(column, justify="right")
+    for p in scaling["points"]:
+        table.add_row(p["axis"], str(p["B"]), str(p["n"]), str(p["d"]), f"{p['feedback10_s']:.4f}",
+                      f"{p['default_s']:.4f}")
+    console.print(table)
+    for axis, fit in scaling["exponents"].items():
+        console.print(f"time ~ {axis}^e: feedback10 e = {fit['feedback10']:.2f}, default e = {fit['default']:.2f}")
 
 
 def _number(v) -> str:

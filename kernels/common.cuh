@@ -13,6 +13,7 @@ typedef unsigned long long offset_t;  // element offsets past 2^31 (B = 65536 pr
 #define POSITIONS_ALL 0        // which positions a stage updates, as in layers.selected_positions
 #define POSITIONS_LAST 1
 #define POSITIONS_BEFORE_LAST 2
+#define CONTEXT_MAX_THREADS 256  // the chunked context scan's block (its registers): d <= 256 * ROW_SLOTS
 #define NORM_EPS 1e-12         // mem.EPS: a zero row keeps norm EPS, so unit() leaves it zero
 
 __device__ __forceinline__ float exp_(float x) { return expf(x); }
@@ -49,3 +50,21 @@ __device__ F block_reduce(F v, Op op, F identity) {
 
 template <typename F> __device__ __forceinline__ F block_sum(F v) { return block_reduce(v, Sum(), F(0)); }
 template <typename F> __device__ __forceinline__ F block_max(F v) { return block_reduce(v, Max(), F(-INFINITY)); }
+
+// The sums of N values over the block at once, each returned to every thread: one pair of barriers for all N
+// (the chunked context scan reduces a chunk's N dot products with one row together).
+template <typename F, int N>
+__device__ void block_sum_many(F (&v)[N]) {
+    __shared__ F partial[N][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    for (int t = 0; t < N; ++t) v[t] = warp_reduce(v[t], Sum());
+    __syncthreads();                      // the previous call's readers are done with partial
+    if (lane == 0)
+        for (int t = 0; t < N; ++t) partial[t][warp] = v[t];
+    __syncthreads();
+    for (int t = 0; t < N; ++t) {
+        F total = 0;
+        for (int w = 0; w < warps; ++w) total += partial[t][w];
+        v[t] = total;
+    }
+}

@@ -10,13 +10,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def backends():
     """The reference (plain batched code), numpy as shipped, numpy with tiny blocks and chunks (so every
-    block and chunk boundary is crossed), the CUDA kernels run on the CPU through the cupy backend's own
+    block and chunk boundary is crossed) and its numba scan off, numpy with the fused numba scan always on
+    (skipped where numba is missing), the CUDA kernels run on the CPU through the cupy backend's own
     launch code, and cupy where there is a GPU."""
     from assocmem.backends import Backend
     from assocmem.backends.numpy_backend import NumpyBackend
 
     out = [pytest.param(Backend(), id="reference"), pytest.param(NumpyBackend(), id="numpy"),
-           pytest.param(NumpyBackend(threads=2, block_rows=3, chunk_rows=5), id="numpy-small-blocks")]
+           pytest.param(NumpyBackend(threads=2, block_rows=3, chunk_rows=5, jit=False), id="numpy-small-blocks")]
+    from assocmem.backends import fused
+    out.append(pytest.param(NumpyBackend(threads=2, jit=True), id="numpy-fused", marks=() if fused.available() else
+                            pytest.mark.skip(reason="numba is not installed (pip install 'assocmem[jit]')")))
     try:
         from kernels_host import host_backend
         out.append(pytest.param(host_backend(), id="kernels-on-cpu"))

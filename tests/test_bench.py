@@ -1,46 +1,117 @@
-"""assocmem bench: the loop reference computes what the engine computes, timings are the fastest after a warm-up,
-and the figures come out of the command."""
+"""assocmem bench: the peers compute what the engine computes, timings are interleaved pairs, impossible ratios are
+invalid, a busy machine is flagged, and the figures come out of the command."""
 import json
 import math
 
 import numpy as np
+import pytest
 
-from assocmem import bench
-from assocmem.bench import QUICK, best_time, loop_reference, workload
+from assocmem import bench, peers
+from assocmem.bench import QUICK, BenchResult, interleaved, loop_reference, pair_ratio, workload
 from assocmem.engine import run_pipeline
 from assocmem.model import feedback10_pipeline
 from conftest import cli
 
 
-def test_loop_reference_matches_the_engine_on_the_bench_workload():
-    tokens, lengths, keys, values, vectors = workload(B=12, T=9, d=128, V=40, dtype=np.float64, seed=3)
+@pytest.fixture(scope="module")
+def recipe():
+    tokens, lengths, keys, values, vectors = workload(B=70, T=9, d=128, V=40, dtype=np.float64, seed=3)
     engine = run_pipeline(tokens, lengths, keys, values, vectors, feedback10_pipeline(), 0.05, "cosine",
                           record=False).logits[0]
-    loop = loop_reference(tokens[0], keys[0], values[0], vectors[0], 0.05)
-    np.testing.assert_allclose(loop, engine, atol=1e-10)
+    return (tokens[0], keys[0], values[0], vectors[0]), engine
 
 
-def test_best_time_is_the_fastest_run_after_an_untimed_warm_up(monkeypatch):
-    clock = iter([0.0, 5.0, 10.0, 12.0, 20.0, 21.5])  # three timed runs of 5, 2 and 1.5 seconds
+def test_loop_reference_matches_the_engine_on_the_bench_workload(recipe):
+    args, engine = recipe
+    np.testing.assert_allclose(loop_reference(*args, 0.05), engine, atol=1e-10)
+
+
+@pytest.mark.parametrize("block", [1, 64, 128])
+def test_the_batched_numpy_peer_matches_the_engine(recipe, block):
+    args, engine = recipe
+    np.testing.assert_allclose(peers.batched_numpy(*args, 0.05, block=block), engine, atol=1e-10)
+
+
+def test_the_torch_peer_matches_the_engine_where_torch_is_installed(recipe):
+    torch = peers.torch_eager()
+    if torch is None:
+        pytest.skip("torch is not installed (it is never a dependency)")
+    args, engine = recipe
+    np.testing.assert_allclose(torch(*args, 0.05, block=64), engine, atol=1e-10)
+
+
+def test_interleaved_rounds_alternate_order_after_an_untimed_warm_up(monkeypatch):
+    clock = iter(range(100))
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
-    runs, synced = [], []
-    assert best_time(lambda: runs.append(1), 3, lambda: synced.append(1)) == 1.5
-    assert len(runs) == 4 and len(synced) == 4  # the warm-up runs and waits too, untimed
+    order = []
+    times = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-ups, then A B, B A, A B
+    assert times == {"a": [1, 1, 1], "b": [1, 1, 1]}
 
 
-def test_bench_json_has_the_figures_at_top_level():
+def test_pair_ratio_is_the_median_of_the_rounds_ratios_with_its_spread():
+    median, spread = pair_ratio([2.0, 4.0, 30.0, 6.0, 8.0], [1.0, 1.0, 1.0, 2.0, 2.0])  # ratios 2 4 30 3 4
+    assert median == 4.0
+    assert spread == pytest.approx((np.percentile([2, 4, 30, 3, 4], 75) - np.percentile([2, 4, 30, 3, 4], 25)) / 4)
+
+
+def test_a_read_faster_than_its_gemms_is_invalid_not_a_result(monkeypatch):
+    monkeypatch.setattr(bench, "bench_recipe", lambda *a, **k: {"ratios": {}})
+    monkeypatch.setattr(bench, "bench_scan", lambda *a, **k: {"ratios": {}})
+    monkeypatch.setattr(bench, "bench_static_read", lambda *a, **k: {"ratios": {"gemm_fraction": (1.26, 0.3)}})
+    from assocmem.backends import get_backend
+    result = bench.run_bench(get_backend("numpy"), QUICK)
+    assert result.figures["gemm_fraction"] is None and "invalid (1.26 measured)" in result.notes["gemm_fraction"]
+    out = result.to_dict()
+    assert out["gemm_fraction"] is None and out["meets_targets"]["gemm_fraction"] is False
+    assert out["gemm_fraction_spread"] == 0.3 and out["busy"] == ["gemm_fraction"]
+
+
+def test_busy_is_the_figures_whose_pairs_spread_more_than_a_tenth():
+    result = BenchResult("numpy", {}, QUICK, figures={"a": 1.0, "b": 2.0}, spreads={"a": 0.05, "b": 0.4})
+    assert result.busy == ["b"]
+
+
+def test_scaling_fits_the_exponent_of_each_axis(monkeypatch):
+    """A clock where the recipe takes B * n^2 * d^0.5 (feedback10) and B^2 (default): the fit gives those powers."""
+    def fake(contenders, rounds, synchronize=None):
+        size = fake.sizes[-1]
+        return {"feedback10": [size["B"] * size["n"] ** 2 * size["d"] ** 0.5] * rounds,
+                "default": [size["B"] ** 2 * 1.0] * rounds}
+
+    fake.sizes = []
+    real = bench.workload
+    monkeypatch.setattr(bench, "workload", lambda B, n, d, V: fake.sizes.append(dict(B=B, n=n, d=d)) or real(2, 2, 4, V))
+    monkeypatch.setattr(bench, "interleaved", fake)
+    from assocmem.backends import get_backend
+    out = bench.scaling(get_backend("numpy"), QUICK)
+    e = out["exponents"]
+    assert e["B"]["feedback10"] == pytest.approx(1) and e["n"]["feedback10"] == pytest.approx(2)
+    assert e["d"]["feedback10"] == pytest.approx(0.5) and e["B"]["default"] == pytest.approx(2)
+    assert e["n"]["default"] == pytest.approx(0, abs=1e-9) and len(out["points"]) == 12
+
+
+def test_bench_json_has_the_figures_and_spreads_at_top_level():
     r = cli("bench", "--quick", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    for key in ("speedup_vs_loop", "gemm_fraction", "scan_bandwidth_fraction"):
+    for key in ("speedup_vs_loop", "scan_bandwidth_fraction", "speedup_vs_batched_numpy", "floor_fraction",
+                "speedup_vs_batched_numpy_long"):
         assert out[key] > 0 and math.isfinite(out[key]) and key in out["targets"] and key in out["meets_targets"]
+        assert out[f"{key}_spread"] >= 0
+    assert out["gemm_fraction"] is None or 0 < out["gemm_fraction"] <= 1
     assert out["backend"] == "numpy" and out["machine"]["cores"] >= 1 and out["shapes"]["prompts"] == QUICK.prompts
-    pipeline = out["details"]["pipeline"]
-    assert pipeline["max_logit_difference"] < 1e-4 and pipeline["same_winners"] == 1.0  # float32 on both sides
+    recipe = out["details"]["recipe"]
+    for peer in ("batched_numpy", "loop"):  # float32 on both sides
+        assert recipe[f"max_logit_difference_{peer}"] < 1e-4 and recipe[f"same_winners_{peer}"] == 1.0
+    assert out["floor_fraction"] == pytest.approx(recipe["floor_s"] / recipe["engine_s"], rel=1.5)
 
 
-def test_bench_table_and_bad_repeats():
+def test_bench_table_scaling_and_bad_repeats():
     r = cli("bench", "--quick", "--repeats", "1")
-    assert r.returncode == 0 and "speedup_vs_loop" in r.stdout and "machine:" in r.stdout
+    assert r.returncode == 0 and "speedup_vs_batched_numpy" in r.stdout and "machine:" in r.stdout
     r = cli("bench", "--repeats", "0")
     assert r.returncode == 2 and "--repeats must be 1 or more" in r.stderr
+    r = cli("bench", "--quick", "--scaling", "--repeats", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)["exponents"]) == {"B", "n", "d"}

@@ -153,3 +153,56 @@ def test_a_stream_that_overflows_names_the_layer_and_stage():
     for record, where in ((True, r"layer \d+"), (False, r"layers 1-3000")):
         with pytest.raises(NumericalError, match=rf"stopped being finite in {where}, stage feedback\(x\+mean, no norm\)"):
             run_pipeline(tokens, lengths.astype(int), keys, values, vocab, pipeline, 0.1, "dot", record=record)
+
+
+def test_the_callers_tokens_are_left_alone_and_handed_over_tokens_are_the_stream():
+    tokens, lengths, keys, values, vocab = ragged_batch(S=1, lengths=(6, 4), d=32)
+    pipeline = (Layer((Stage("context", match="prefix", positions="last", values="tokens", steps=2),
+                       Stage("assoc", positions="last"))),)
+    kept = tokens.copy()
+    want = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.2, "cosine")
+    np.testing.assert_array_equal(tokens, kept)
+    got = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.2, "cosine", overwrite_tokens=True)
+    np.testing.assert_array_equal(got.logits, want.logits)
+    np.testing.assert_array_equal(tokens, want.stream)  # computed in place: no copy of the stream
+
+
+@pytest.mark.parametrize("pipeline,reads", [
+    ((Layer((Stage("context", positions="last", values="tokens"), Stage("assoc", positions="last"))),), False),
+    ((Layer((Stage("assoc", positions="last"),)), Layer((Stage("context", positions="last", values="tokens"),))), False),
+    ((Layer((Stage("feedback"),)), Layer((Stage("context", positions="last", values="tokens"),))), True),
+    ((Layer((Stage("context", values="tokens"),)),), True),  # a scan reads rows it changed itself
+    ((Layer((Stage("feedback", positions="before_last"),)),), False),
+    ((Layer((Stage("mlp", positions="before_last"), Stage("context", positions="last", values="tokens"))),), True),
+])
+def test_a_copy_is_made_exactly_where_a_token_row_is_read_after_it_changed(pipeline, reads):
+    from assocmem.engine import reads_changed_tokens
+    assert reads_changed_tokens(pipeline) == reads
+    tokens, lengths, keys, values, vocab = ragged_batch(S=1, lengths=(6, 4, 1), d=16)
+    want = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.2, "cosine")
+    got = run_pipeline(tokens.copy(), lengths, keys, values, vocab, pipeline, 0.2, "cosine", overwrite_tokens=True)
+    np.testing.assert_array_equal(got.logits, want.logits)
+
+
+@pytest.mark.parametrize("recipe,overwrite", [("feedback10", False), ("default", True)])
+def test_peak_memory_of_a_pass_stays_under_1_3_streams(recipe, overwrite, monkeypatch):
+    """tracemalloc sees numpy's buffers: what a pass allocates beyond its input, over the stream's bytes.  A
+    last-position prefix read works a group of prompts at a time; the group is made small against this stream,
+    as 16 MiB is against the 4.2 GB stream of B = 65536."""
+    import tracemalloc
+
+    from assocmem import layers
+    from assocmem.bench import workload
+    from assocmem.model import default_pipeline, feedback10_pipeline
+
+    monkeypatch.setattr(layers, "PREFIX_GROUP_BYTES", 2**18)
+    tokens, lengths, keys, values, vectors = workload(2048, 16, 128, 64)
+    pipeline = feedback10_pipeline() if recipe == "feedback10" else default_pipeline()
+    tracemalloc.start()
+    try:
+        run_pipeline(tokens, lengths, keys, values, vectors, pipeline, 0.05, "cosine", record=False,
+                     overwrite_tokens=overwrite)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.3 * tokens.nbytes, peak / tokens.nbytes

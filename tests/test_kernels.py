@@ -72,6 +72,7 @@ def test_python_constants_match_common_cuh():
     assert int(defined["ROW_SLOTS"]) == cupy_backend.ROW_SLOTS
     assert {k: int(defined["POSITIONS_" + k.upper()]) for k in cupy_backend.POSITIONS} == cupy_backend.POSITIONS
     assert tuple(cupy_backend.POSITIONS) == POSITIONS
+    assert int(defined["CONTEXT_MAX_THREADS"]) == cupy_backend.CONTEXT_MAX_THREADS
     assert float(defined["NORM_EPS"]) == mem.EPS  # unit() and the kernels' norms guard a zero row alike
 
 
@@ -108,3 +109,16 @@ def test_a_python_scalar_where_the_kernel_takes_a_fixed_width_is_refused(host):
         HostKernel("softmax_rows_f64")((2,), (32,), (scores, np.zeros(2), 5))
     with pytest.raises(TypeError, match="wrong size"):
         HostKernel("softmax_rows_f64")((2,), (32,), (scores, np.zeros(2), np.int64(5)))
+
+
+def test_rows_wider_than_the_context_kernel_holds_take_the_batched_code(host, monkeypatch):
+    """d = 2100 needs 288 threads, over the chunked context kernel's 256: the batched (chunked numpy) code runs."""
+    launched = []
+    real = host.function
+    monkeypatch.setattr(host, "function", lambda name: launched.append(name) or real(name))
+    tokens, lengths, keys, values, vocab = ragged_batch(5, S=1, lengths=(3, 2), d=2100)
+    pipeline = (Layer((Stage("context"),)),)
+    want = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", Backend(), record=False)
+    got = run_pipeline(tokens, lengths, keys, values, vocab, pipeline, 0.1, "cosine", host, record=False)
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-12)
+    assert not any(name.startswith("context_scan") for name in launched)

@@ -16,6 +16,7 @@ KERNEL_FILES = ("feedback_scan.cu", "context_scan.cu", "softmax_rows.cu")
 # covers d <= 8192; wider streams fall back to the batched cupy code of layers.py.
 ROW_SLOTS = 8
 MAX_THREADS = 1024
+CONTEXT_MAX_THREADS = 256  # the chunked context scan holds a chunk in registers: d <= 2048 (kernels/common.cuh)
 POSITIONS = {"all": 0, "last": 1, "before_last": 2}
 SOFTMAX_THREADS = 256  # a row of M = 10000 scores: 40 elements a thread, two passes
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -54,7 +55,8 @@ class KernelBackend(Backend):
                      np.int32(stage.window or 0), real(layers.RMS_EPS))
 
     def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
-        if record or stage.values != "stream" or stage.match != "stream" or stage.positions == "last" or not self._fits(X):
+        if (record or stage.values != "stream" or stage.match != "stream" or stage.positions == "last"
+                or not self._fits(X) or threads_for(X.shape[-1]) > CONTEXT_MAX_THREADS):
             return super().context(X, inputs, stage, temperature, sim, record)
         S, P, T, d = X.shape
         norms = self.xp.empty((S * P, T), dtype=X.dtype)

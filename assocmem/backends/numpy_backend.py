@@ -6,9 +6,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from assocmem import layers
-from assocmem.backends import Backend
+from assocmem.backends import Backend, fused
 from assocmem.model import Stage
 
 # One position of a block, (rows, d), is at most 2 MiB: a step reads that position, the one before it and
@@ -26,16 +27,31 @@ class NumpyBackend(Backend):
     name = "numpy"
     xp = np
 
-    def __init__(self, threads: int | None = None, block_rows: int | None = None, chunk_rows: int | None = None):
+    def __init__(self, threads: int | None = None, block_rows: int | None = None, chunk_rows: int | None = None,
+                 jit: bool | None = None):
+        """jit: the fused numba scan (backends/fused.py) where numba is installed; None (the default) where the
+        scan is big enough for it to win, True always, False never (the numpy blocks below)."""
         self.threads = threads or _usable_cores()
+        self.jit = jit
         self.block_rows = block_rows
         self.chunk_rows = chunk_rows
         self._pool = None
         self._scratch = threading.local()  # a thread's position-major buffer, kept between blocks and calls
 
+    def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
+        """The full causal scan on one BLAS thread: its GEMMs are small and its reads matrix-vector products,
+        which OpenBLAS's threads spin on when a core is busy elsewhere (measured: 24-61 s against 3.9 s)."""
+        if stage.match == "stream" and stage.positions != "last":
+            with threadpool_limits(1, user_api="blas"):
+                return super().context(X, inputs, stage, temperature, sim, record)
+        return super().context(X, inputs, stage, temperature, sim, record)
+
     def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
         """Blocks of prompts, each copied position-major, run through every repeat while it is in cache, and
         copied back.  Blocks are independent, so they run on a thread each (numpy lets go of the GIL in its loops)."""
+        if self.jit is not False and fused.fits(X) and (fused.worth_it(X, repeats) if self.jit is None
+                                                          else fused.available()):
+            return fused.scan_feedback(X, lengths, stage, repeats, self.threads)
         if not X.flags.c_contiguous:  # the blocks below write through a reshaped view
             return super().scan_feedback(X, lengths, stage, repeats)
         S, P, T, d = X.shape

@@ -12,6 +12,7 @@
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(threads)
 #define __shared__ static
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
