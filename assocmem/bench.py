@@ -196,14 +196,14 @@ def _cpu_name() -> str:
 
 
 def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> BenchResult:
-    """Every figure, in one process.  on_step(name) is called before each part (for a progress line)."""
+    """Every figure, in one process.  on_step(name, k, n) is called before part k of n (for a progress line)."""
     steps = [("pipeline", bench_pipeline), ("static read", bench_static_read), ("feedback scan", bench_scan)]
     if backend.name == "cupy":
         steps.append(("GPU vs numpy", bench_gpu_vs_numpy))
     result = BenchResult(backend.name, machine(backend), shapes)
-    for name, step in steps:
+    for k, (name, step) in enumerate(steps, 1):
         if on_step:
-            on_step(name)
+            on_step(name, k, len(steps))
         part = step(backend, shapes)
         for key in ("speedup_vs_loop", "gemm_fraction", "scan_bandwidth_fraction", "speedup_vs_numpy"):
             if key in part:

@@ -18,8 +18,10 @@ from assocmem.engine import NumericalError
 from assocmem.errors import InputError
 from assocmem.model import DTYPES
 
+# Plain click help (rich_markup_mode None): typer's rich help gives every flag a `<bool>` metavar, --help included.
 commands = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
+                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
+                       help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
 state = {"debug": False}
 
 
@@ -31,7 +33,8 @@ class _Console(Console):
 
 
 def console() -> Console:
-    return _Console(width=None if sys.stdout.isatty() else 160, highlight=False, soft_wrap=False)
+    """rich's width: COLUMNS where set, else the terminal's (stdout's, or stdin's or stderr's when piped), else 80."""
+    return _Console(highlight=False, soft_wrap=False)
 
 
 def fail(err: Exception) -> None:
@@ -131,27 +134,44 @@ def pick_backend(name: str):
     return backend
 
 
+def flag(name: str, help: str):
+    """A boolean option shown without a metavar."""
+    return typer.Option(False, name, help=help, metavar="")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        print(f"assocmem {version('assocmem')}")
+        raise typer.Exit(0)
+
+
 @commands.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
-    state["debug"] = debug
+def main(debug: bool = flag("--debug", "Show tracebacks for errors (accepted before or after the command)."),
+         version: bool = typer.Option(False, "--version", help="Print the version and exit.", metavar="",
+                                      is_eager=True, callback=_version)) -> None:
+    state["debug"] = state["debug"] or debug
 
 
-@commands.command()
+@commands.command(short_help="Run a scenario's prompts and show every layer's weights.")
 def run(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG heatmaps into this folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole trace as JSON instead of tables."),
+    as_json: bool = flag("--json", "Print the whole trace as JSON instead of tables."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help=" or ".join(DTYPES) + f" (default {DTYPES[0]})."),
-    all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
+    all_positions: bool = flag("--all-positions", "Print the attention of every position."),
+    top: int = typer.Option(5, "--top", help="Weights shown per attention row, largest first; the rest are summed."),
+    summary: bool = flag("--summary", "One line per prompt: its name, PASS or FAIL, the margin and the winner."),
     pipeline: Optional[str] = pipeline_option(),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
-    from assocmem.report import markup, print_result
+    from assocmem.report import markup, print_result, print_summary
     from assocmem.runs import run as run_scenario
     from assocmem.scenario import load_scenario
 
@@ -160,6 +180,8 @@ def run(
             raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
         if not 0 < max_memory < math.inf:
             raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        if top < 1:
+            raise InputError(f"--top must be 1 or more, got {top}")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
         result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
@@ -168,8 +190,9 @@ def run(
             from assocmem.plots import plot_result
             files = plot_result(result, plot)
     verdict = "every expectation holds" if result.passed else "an expectation failed"
-    emit(result.to_dict(), files, as_json,
-         lambda con: (print_result(result, con, all_positions), con.print(f"\n{markup(sc.name)}: {verdict}")))
+    tables = (lambda con: print_summary(result, con)) if summary else \
+        (lambda con: print_result(result, con, all_positions, top))
+    emit(result.to_dict(), files, as_json, lambda con: (tables(con), con.print(f"\n{markup(sc.name)}: {verdict}")))
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -185,7 +208,7 @@ def parse_list(text: str | None, kind, option: str) -> list | None:
     return values
 
 
-@commands.command()
+@commands.command(short_help="Accuracy and margins across seeds, dims and temperatures.")
 def sweep(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     seeds: int = typer.Option(100, "--seeds", help="How many seeds (codebooks) to try."),
@@ -193,7 +216,7 @@ def sweep(
     dims: Optional[str] = typer.Option(None, "--dims", help="Comma-separated dimensions (default: the scenario's)."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
+    as_json: bool = flag("--json", "Print one JSON object; top-level `accuracy` is in [0, 1]."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
     pipeline: Optional[str] = pipeline_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
@@ -240,12 +263,12 @@ def sweep(
     raise typer.Exit(130 if not result.complete else 1 if low else 0)
 
 
-@commands.command()
+@commands.command(short_help="Validate a graph; its structure, crosstalk and pictures.")
 def graph(
     file: Path = typer.Argument(..., help="A graph or a scenario YAML file."),
     png: Optional[Path] = typer.Option(None, "--png", help="Draw the graph into this PNG."),
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Cosine similarity of the concepts, as a PNG."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = flag("--json", "Print the report as JSON."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Dimension for the crosstalk report (default: the scenario's, or 1000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the crosstalk report."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature the ambiguity warning assumes."),
@@ -269,12 +292,12 @@ def graph(
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 
-@commands.command()
+@commands.command(short_help="Speed as ratios: engine vs loop, read vs GEMM, scan vs copy.")
 def bench(
     backend: str = backend_option(),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object; speedup_vs_loop, gemm_fraction and "
+    as_json: bool = flag("--json", "One JSON object; speedup_vs_loop, gemm_fraction and "
                                                         "scan_bandwidth_fraction at top level."),
-    quick: bool = typer.Option(False, "--quick", help="Small shapes: checks the bench runs; the figures mean little."),
+    quick: bool = flag("--quick", "Small shapes: checks the bench runs; the figures mean little."),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed runs per figure; the fastest counts."),
 ) -> None:
     """Measure, in one process: the batched engine against a per-prompt loop, the static read against GEMM,
@@ -291,8 +314,8 @@ def bench(
         shapes = QUICK if quick else Shapes()
         if repeats is not None:
             shapes = replace(shapes, repeats=repeats)
-        with Console(stderr=True).status("bench") as status:
-            result = run_bench(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
+        result = run_bench(engine, shapes, on_step=lambda name, k, n: print(f"assocmem bench: part {k} of {n}, {name}",
+                                                                           file=sys.stderr, flush=True))
     emit(result.to_dict(), [], as_json, lambda con: print_bench(result, con))
 
 
@@ -324,7 +347,10 @@ def _terminated(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> None:
     """The `assocmem` command: the typer app, with every way out mapped to one exit status and at most one line."""
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args
+    end = args.index("--") if "--" in args else len(args)  # after `--` every word is an argument
+    debug = "--debug" in args[:end]
+    state["debug"] = debug
+    args = [a for a in args[:end] if a != "--debug"] + args[end:]  # accepted anywhere, not only before the command
     signal.signal(signal.SIGTERM, _terminated)
     for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii, a C locale: escapes, not UnicodeEncodeError
         try:
@@ -336,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except _click_errors.NoArgsIsHelpError as err:  # `assocmem` alone: the help (rich prints it), as before
         if err.ctx:
-            err.ctx.get_help()
+            print(err.ctx.get_help())
         code = 2
     except _click_errors.ClickException as err:  # an unknown command or option, a value of the wrong type
         command = err.ctx.command_path if getattr(err, "ctx", None) else "assocmem"
