@@ -76,12 +76,20 @@ def strict(value):
     return value
 
 
-def emit(data: dict, files, as_json: bool, print_tables) -> None:
-    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went.  A reader that
-    stopped reading (`| head`) ends the command quietly with 141; stdout that cannot be written (a full disk) is
-    one line and exit 2."""
-    from assocmem.report import markup
+def wrote(as_json: bool):
+    """What to call as each picture is written: `wrote FILE` at once, on stdout (on stderr beside --json, whose
+    stdout is one JSON object), so a long --plot shows its progress."""
+    from assocmem.report import visible
 
+    def say(path) -> None:
+        print(f"wrote {visible(str(path))}", file=sys.stderr if as_json else sys.stdout, flush=True)
+    return say
+
+
+def emit(data: dict, files, as_json: bool, print_tables) -> None:
+    """JSON on stdout (strict: no NaN or Infinity), or the tables (the files were named as they were written: see
+    wrote).  A reader that stopped reading (`| head`) ends the command quietly with 141; stdout that cannot be
+    written (a full disk) is one line and exit 2."""
     try:
         if as_json:
             data["files"] = [str(f) for f in files]
@@ -89,8 +97,6 @@ def emit(data: dict, files, as_json: bool, print_tables) -> None:
         else:
             con = console()
             print_tables(con)
-            for f in files:
-                con.print(f"wrote {markup(str(f))}")
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
@@ -188,7 +194,7 @@ def run(
         files = []
         if plot is not None:
             from assocmem.plots import plot_result
-            files = plot_result(result, plot)
+            files = plot_result(result, plot, on_file=wrote(as_json))
     verdict = "every expectation holds" if result.passed else "an expectation failed"
     tables = (lambda con: print_summary(result, con)) if summary else \
         (lambda con: print_result(result, con, all_positions, top))
@@ -252,7 +258,7 @@ def sweep(
         files = []
         if plot is not None:
             from assocmem.plots import plot_sweep
-            files = plot_sweep(result, plot)
+            files = plot_sweep(result, plot, on_file=wrote(as_json))
     if not result.complete:
         print("assocmem: interrupted; reporting the seeds finished so far", file=sys.stderr)
     low = result.below(min_accuracy) if min_accuracy is not None else []
@@ -283,12 +289,14 @@ def graph(
         if png is not None:
             from assocmem.plots import draw_graph
             files.append(draw_graph(g, png, f"{file.name}: {report.relations} relations, {report.concepts} concepts"))
+            wrote(as_json)(files[-1])
         if heatmap is not None:
             from assocmem.plots import similarity_heatmap
             if not g.concepts:
                 raise InputError("--heatmap needs concepts, and this graph has none", file)
             names, vectors = concept_vectors(g, model)
             files.append(similarity_heatmap(names, vectors, heatmap, f"{file.name}: cosine of the concepts, d = {model.dim}"))
+            wrote(as_json)(files[-1])
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 

@@ -52,11 +52,10 @@ class Window:
     def caption(self) -> str:
         if not self.cut:
             return ""
-        return (f"{len(self.positions)} of {self.total} positions: the last ones, those with the most weight and "
-                "the expected token's")
+        return f"{len(self.positions)} of {self.total} positions: the last, the expected token's, the most weighted"
 
 
-def window(total: int, weight=None, marked=(), last: int = 12, budget: int = 40) -> Window:
+def window(total: int, weight=None, marked=(), last: int = 10, budget: int = 32) -> Window:
     """Up to `budget` of `total` positions: the `last` ones, every position in `marked` (the expected token's),
     then the most weighted by `weight` (T,), a score such as the largest attention a position got in any row.
     A prompt that fits is shown whole.

@@ -61,3 +61,17 @@ def test_top_must_be_positive_and_summary_is_short():
     assert r.returncode == 2 and "--top must be 1 or more, got 0" in r.stderr
     r = cli_in_process("run", "scenarios/pronoun.yaml", "--summary")
     assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 1 + 2 + 2  # header, 2 prompts, a blank line, the verdict
+
+
+def test_plot_names_each_file_as_it_is_written(tmp_path):
+    """On stdout before the tables, or on stderr beside --json, whose stdout stays one JSON object."""
+    import json
+
+    text = cli_in_process("run", "scenarios/pronoun.yaml", "--plot", tmp_path / "a")
+    files = sorted((tmp_path / "a").iterdir())
+    lines = text.stdout.splitlines()
+    assert text.returncode == 0 and len(files) == 2 * 3  # 2 prompts x (vocabulary lens, lens, context map)
+    assert sorted(lines[:len(files)]) == [f"wrote {f}" for f in files] and lines[len(files)].startswith("pronoun")
+    js = cli_in_process("run", "scenarios/pronoun.yaml", "--plot", tmp_path / "b", "--json")
+    assert js.returncode == 0 and js.stderr.count("wrote ") == len(files)
+    assert len(json.loads(js.stdout)["files"]) == len(files)
