@@ -171,10 +171,17 @@ def layer_labels(model) -> list[str]:
 
 def lens_tokens(lens_logits, expect_index=None, top: int = LENS_TOP) -> list[int]:
     """The vocabulary columns of the logit lens: every token that is among the `top` best logits after some layer
-    (and the expected one), ordered by the final logit, best first.  Shapes: lens_logits (L + 1, V)."""
+    (and the expected one), ordered by the final logit, best first; at most PLOT_MAX of them (the best, and the
+    expected one).  Shapes: lens_logits (L + 1, V)."""
     best = np.argsort(-lens_logits, axis=1, kind="stable")[:, :top]
     chosen = set(best.ravel().tolist()) | ({expect_index} if expect_index is not None else set())
-    return sorted(chosen, key=lambda v: (-lens_logits[-1, v], v))
+    ordered = sorted(chosen, key=lambda v: (-lens_logits[-1, v], v))
+    if len(ordered) > PLOT_MAX:  # many layers: the best by the final logit, and the expected one
+        keep = ordered[:PLOT_MAX]
+        if expect_index is not None and expect_index not in keep:
+            keep = keep[:-1] + [expect_index]
+        ordered = keep
+    return ordered
 
 
 LENS_SHOWN = 0.25  # a lens cosine that puts a position in the window: above chance (3/sqrt(d) is 0.19 at d = 256)
@@ -290,8 +297,8 @@ def plot_sweep(result, out: Path, on_file=None) -> list[Path]:
         write(fig, f"{name}-{slugs[variant]}-accuracy.png")
     cells = [c for c in result.cells if c.margins is not None]
     for j, p in enumerate(result.scenario.prompts):
-        if p.expect is None or not cells:
-            continue
+        if p.expect is None or not any(np.isfinite(c.margins[:, j]).any() for c in cells):
+            continue  # nothing to draw: it expects nothing, or it has a single candidate and so no margin
         pages = [cells[k:k + BOXES] for k in range(0, len(cells), BOXES)]
         for page, part in enumerate(pages, 1):
             suffix = "" if len(pages) == 1 else f"-{page}"
@@ -317,7 +324,7 @@ def margins_figure(cells, j: int, title: str):
     ax.set_ylim(len(cells) - 0.5, -0.5)
     for row, c in enumerate(cells):
         ax.annotate(f"{c.accuracy(j):.2f}", (1.01, row), xycoords=("axes fraction", "data"), va="center", fontsize=8)
-    ax.annotate("accuracy", (1.01, -0.9), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    ax.annotate("accuracy", (1.01, 1.0), xycoords="axes fraction", va="bottom", fontsize=8)
     ax.set_xlabel("margin (expected logit - best other candidate); left of the line: fails")
     ax.set_title(literal(title), fontsize=9, loc="left")
     return fig

@@ -153,3 +153,23 @@ def test_sweep_heatmap_is_each_cells_accuracy_and_margins_one_row_per_cell(monke
     assert labels == [f"{c.variant} d={c.dim} T={c.temperature:g}" for c in result.cells]
     shown = [t.get_text() for t in ax.texts][:len(result.cells)]
     assert shown == [f"{c.accuracy(0):.2f}" for c in result.cells]
+
+
+def test_the_vocabulary_lens_keeps_at_most_plot_max_tokens_and_the_expected_one():
+    rng = np.random.default_rng(0)
+    lens = rng.normal(size=(30, 400))  # 30 layers: up to 150 tokens reach a top 5
+    worst = int(np.argmin(lens[-1]))
+    columns = plots.lens_tokens(lens, worst)
+    assert len(columns) == plots.PLOT_MAX and columns[-1] == worst
+    best = top5_tokens(lens, worst)
+    assert columns[:-1] == best[:plots.PLOT_MAX - 1]
+
+
+def test_a_prompt_without_a_margin_gets_no_margins_picture(monkeypatch, tmp_path):
+    from assocmem import sweep
+    from conftest import write
+
+    path = write(tmp_path, "s.yaml", "relations: [a = b]\nprompts:\n  - {text: 'a ?', expect: b, candidates: [b]}\n"
+                                     "  - {text: 'a ?', expect: b}\n")
+    figures = drawn(monkeypatch, plots.plot_sweep, sweep(path, seeds=3), tmp_path)
+    assert sorted(figures) == ["s-model-accuracy.png", "s-p2-margins.png"]  # prompt 1 has a single candidate
