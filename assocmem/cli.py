@@ -82,7 +82,11 @@ def wrote(as_json: bool):
     from assocmem.report import visible
 
     def say(path) -> None:
-        print(f"wrote {visible(str(path))}", file=sys.stderr if as_json else sys.stdout, flush=True)
+        try:
+            print(f"wrote {visible(str(path))}", file=sys.stderr if as_json else sys.stdout, flush=True)
+        except BrokenPipeError:  # `| head`: the reader is gone, so stop quietly, as emit() does
+            _quiet_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
     return say
 
 

@@ -75,3 +75,24 @@ def test_plot_names_each_file_as_it_is_written(tmp_path):
     js = cli_in_process("run", "scenarios/pronoun.yaml", "--plot", tmp_path / "b", "--json")
     assert js.returncode == 0 and js.stderr.count("wrote ") == len(files)
     assert len(json.loads(js.stdout)["files"]) == len(files)
+
+
+def test_a_reader_that_stops_during_plot_ends_it_quietly(tmp_path):
+    """`run --plot DIR | head -1`: the reader goes away while files are still being named: 141, no message, no
+    temporary file left."""
+    p = subprocess.Popen([sys.executable, "-m", "assocmem.cli", "run", "scenarios/long_context.yaml", "--plot",
+                          str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(timeout=300) == 141 and first.startswith(b"wrote ")
+    assert p.stderr.read() == b"" and not list((tmp_path / "out").glob("*.part"))
+
+
+def test_prompt_names_are_shown_as_written(tmp_path):
+    from cases import MARKUP_SCENARIO
+    from conftest import write
+
+    path = write(tmp_path, "s.yaml", MARKUP_SCENARIO)
+    for args in ([], ["--summary"]):
+        r = cli_in_process("run", path, *args)
+        assert r.returncode in (0, 1) and "[red]named $x^2$" in r.stdout, args
