@@ -167,7 +167,7 @@ def main(debug: bool = flag("--debug", "Show tracebacks for errors (accepted bef
 @commands.command(short_help="Run a scenario's prompts and show every layer's weights.")
 def run(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG heatmaps into this folder."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write each prompt's pictures (logit lens, attention maps) here."),
     as_json: bool = flag("--json", "Print the whole trace as JSON instead of tables."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
@@ -225,7 +225,7 @@ def sweep(
     seed_start: int = typer.Option(0, "--seed-start", help="The first seed; seeds are seed_start .. seed_start+N-1."),
     dims: Optional[str] = typer.Option(None, "--dims", help="Comma-separated dimensions (default: the scenario's)."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmaps and each prompt's margins (a box per cell) here."),
     as_json: bool = flag("--json", "Print one JSON object; top-level `accuracy` is in [0, 1]."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
     pipeline: Optional[str] = pipeline_option(),
