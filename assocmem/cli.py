@@ -22,7 +22,7 @@ from assocmem.model import DTYPES
 commands = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
                        help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
-state = {"debug": False}
+state = {"debug": False, "announced": set()}  # announced: the files already named as they were written
 
 
 class _Console(Console):
@@ -82,6 +82,7 @@ def wrote(as_json: bool):
     from assocmem.report import visible
 
     def say(path) -> None:
+        state["announced"].add(str(path))
         try:
             print(f"wrote {visible(str(path))}", file=sys.stderr if as_json else sys.stdout, flush=True)
         except BrokenPipeError:  # `| head`: the reader is gone, so stop quietly, as emit() does
@@ -91,9 +92,11 @@ def wrote(as_json: bool):
 
 
 def emit(data: dict, files, as_json: bool, print_tables) -> None:
-    """JSON on stdout (strict: no NaN or Infinity), or the tables (the files were named as they were written: see
-    wrote).  A reader that stopped reading (`| head`) ends the command quietly with 141; stdout that cannot be
-    written (a full disk) is one line and exit 2."""
+    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went that was not
+    named as it was written (see wrote).  A reader that stopped reading (`| head`) ends the command quietly with
+    141; stdout that cannot be written (a full disk) is one line and exit 2."""
+    from assocmem.report import markup
+
     try:
         if as_json:
             data["files"] = [str(f) for f in files]
@@ -101,6 +104,9 @@ def emit(data: dict, files, as_json: bool, print_tables) -> None:
         else:
             con = console()
             print_tables(con)
+            for f in files:
+                if str(f) not in state["announced"]:
+                    con.print(f"wrote {markup(str(f))}")
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
@@ -293,14 +299,12 @@ def graph(
         if png is not None:
             from assocmem.plots import draw_graph
             files.append(draw_graph(g, png, f"{file.name}: {report.relations} relations, {report.concepts} concepts"))
-            wrote(as_json)(files[-1])
         if heatmap is not None:
             from assocmem.plots import similarity_heatmap
             if not g.concepts:
                 raise InputError("--heatmap needs concepts, and this graph has none", file)
             names, vectors = concept_vectors(g, model)
             files.append(similarity_heatmap(names, vectors, heatmap, f"{file.name}: cosine of the concepts, d = {model.dim}"))
-            wrote(as_json)(files[-1])
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 
@@ -361,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     end = args.index("--") if "--" in args else len(args)  # after `--` every word is an argument
     debug = "--debug" in args[:end]
-    state["debug"] = debug
+    state["debug"], state["announced"] = debug, set()
     args = [a for a in args[:end] if a != "--debug"] + args[end:]  # accepted anywhere, not only before the command
     signal.signal(signal.SIGTERM, _terminated)
     for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii, a C locale: escapes, not UnicodeEncodeError
