@@ -93,7 +93,7 @@ PLOT_MAX = 48  # rows and columns a heatmap draws at most (the callers pick whic
 CELL = 0.26    # inches a row or column of a heatmap gets: 9-point labels, one per cell, stay apart
 MAX_WIDTH, MAX_HEIGHT = 14.0, 11.0  # inches, so at 100 dpi no picture is wider than 1400 px
 DPI = 100
-CHAR = 0.075   # inches an 8-point character takes at most (Cyrillic capitals): the room labels get
+CHAR = 0.085   # inches an 8-point character takes at most (Cyrillic capitals, as Ш): the room labels get
 LENS_TOP = 5   # the vocabulary logit lens shows the tokens that ever reach this many best logits
 BOXES = 40     # sweep cells per margins figure; more go on a second page
 
@@ -240,7 +240,9 @@ def plot_prompt(run: VariantRun, j: int, p, stem: str, out: Path, on_file=None) 
         updated = np.nonzero(a.weights.any(axis=1))[0]
         if not updated.size:
             continue
-        seen = window(T, weight=a.weights[updated].max(axis=0), marked=marked)
+        weight = a.weights[updated].max(axis=0)
+        weight[weight < SHOWN] = 0  # a softmax gives every position some weight: only what shows picks columns
+        seen = window(T, weight=weight, marked=marked)
         rows = [i for i in seen.positions if i in set(updated.tolist())]
         if len(rows) < len(updated):  # positions: all on a long prompt: the window's rows, and the last row
             rows = sorted(set(rows) | {int(updated[-1])})
