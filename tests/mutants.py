@@ -218,6 +218,8 @@ MUTANTS = [
            "matrix[np.array(cols)[None, :] >= np.array(rows)[:, None]] = np.nan",
            "matrix[np.array(cols)[None, :] > np.array(rows)[:, None]] = np.nan", ("test_plots.py",),
            "a context map leaves a position's own cell unmasked, though it never reads itself"),
+    Mutant("plot-map-columns-by-tiny-weights", "assocmem/plots.py", "        weight[weight < SHOWN] = 0  # a softmax",
+           "        pass  # a softmax", ("test_plots.py",), "a context map's window filled with positions of weight 1e-30"),
     Mutant("plot-vocabulary-lens-top-3", "assocmem/plots.py", "LENS_TOP = 5", "LENS_TOP = 3", ("test_plots.py",),
            "the vocabulary lens keeps the tokens that reach the top 3, not 5"),
     Mutant("plot-window-drops-the-expected-token", "assocmem/focus.py",

@@ -89,6 +89,7 @@ def test_long_prompts_are_drawn_in_a_window_around_the_positions_that_matter(mon
     cols = [int(t.rsplit("@", 1)[1]) for t in ticks(ctx)]
     np.testing.assert_array_equal(image(ctx)[0, :-1], context.weights[208, cols[:-1]])
     assert cols[-1] == 208 and np.isnan(image(ctx)[0, -1])  # a position does not read itself: masked
+    assert set(cols) <= set(range(199, 209)) | {202} | set(weighted)  # not the softmax's tiny weights
     assert "long_context-default-p5-stream.png" not in figures  # only the last row changed: nothing to see
 
     window1 = long_context.variants[2].prompts[4]  # six feedback layers change every row: the stream is drawn
