@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench challenge clean chromium
+.PHONY: demo test bench challenge tutorial clean chromium
 
 $(BIN)/assocmem: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ challenge: $(BIN)/assocmem
 	  $(BIN)/assocmem sweep "$$f" --seeds 100 --dims 1000 --min-accuracy 0.99 --json \
 	    | $(BIN)/python -c 'import json, sys; print("accuracy %.3f" % json.load(sys.stdin)["accuracy"])'; \
 	done
+
+# docs/tutorial.ipynb executed, with its pictures, as out/tutorial.ipynb (open it in Jupyter or VS Code).
+tutorial: $(BIN)/assocmem
+	mkdir -p out && cp docs/tutorial.ipynb out/tutorial.ipynb
+	$(BIN)/jupyter-execute --inplace --timeout=300 out/tutorial.ipynb
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis

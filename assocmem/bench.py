@@ -280,7 +280,7 @@ def preload(backend: Backend) -> None:
 
 
 def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> BenchResult:
-    """Every figure, in one process.  on_step(name) is called before each part (for a progress line)."""
+    """Every figure, in one process.  on_step(name, k, n) is called before part k of n (for a progress line)."""
     preload(backend)
     steps = [("recipe", lambda b, s: bench_recipe(b, s.prompts, s.tokens, s)),
              ("long prompts", lambda b, s: bench_recipe(b, s.long_prompts, s.long_tokens, s, loop=False)),
@@ -288,9 +288,9 @@ def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> Benc
     if backend.name == "cupy":
         steps.append(("GPU vs numpy", bench_gpu_vs_numpy))
     result = BenchResult(backend.name, machine(backend), shapes)
-    for name, step in steps:
+    for k, (name, step) in enumerate(steps, 1):
         if on_step:
-            on_step(name)
+            on_step(name, k, len(steps))
         part = step(backend, shapes)
         suffix = LONG if name == "long prompts" else ""
         for key, (median, spread) in part.pop("ratios").items():
@@ -314,7 +314,7 @@ def scaling(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> dict:
     points, exponents = [], {}
     for axis, values in axes.items():
         if on_step:
-            on_step(f"scaling in {axis}")
+            on_step(f"scaling in {axis}", list(axes).index(axis) + 1, len(axes))
         seconds = {name: [] for name in recipes}
         for x in values:
             size = {**base, axis: x}

@@ -19,9 +19,11 @@ from assocmem.errors import InputError
 from assocmem.model import DTYPES
 from assocmem.outfile import check_target
 
+# Plain click help (rich_markup_mode None): typer's rich help gives every flag a `<bool>` metavar, --help included.
 commands = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
-state = {"debug": False}
+                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
+                       help="A transformer wired by hand from one primitive: mem(q, K, V) = softmax(sim(q, K)/T) @ V.")
+state = {"debug": False, "announced": set()}  # announced: the files already named as they were written
 
 
 class _Console(Console):
@@ -32,7 +34,8 @@ class _Console(Console):
 
 
 def console() -> Console:
-    return _Console(width=None if sys.stdout.isatty() else 160, highlight=False, soft_wrap=False)
+    """rich's width: COLUMNS where set, else the terminal's (stdout's, or stdin's or stderr's when piped), else 80."""
+    return _Console(highlight=False, soft_wrap=False)
 
 
 def fail(err: Exception) -> None:
@@ -74,10 +77,25 @@ def strict(value):
     return value
 
 
+def wrote(as_json: bool):
+    """What to call as each picture is written: `wrote FILE` at once, on stdout (on stderr beside --json, whose
+    stdout is one JSON object), so a long --plot shows its progress."""
+    from assocmem.report import visible
+
+    def say(path) -> None:
+        state["announced"].add(str(path))
+        try:
+            print(f"wrote {visible(str(path))}", file=sys.stderr if as_json else sys.stdout, flush=True)
+        except BrokenPipeError:  # `| head`: the reader is gone, so stop quietly, as emit() does
+            _quiet_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
+    return say
+
+
 def emit(data: dict, files, as_json: bool, print_tables) -> None:
-    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went.  A reader that
-    stopped reading (`| head`) ends the command quietly with 141; stdout that cannot be written (a full disk) is
-    one line and exit 2."""
+    """JSON on stdout (strict: no NaN or Infinity), or the tables followed by where each file went that was not
+    named as it was written (see wrote).  A reader that stopped reading (`| head`) ends the command quietly with
+    141; stdout that cannot be written (a full disk) is one line and exit 2."""
     from assocmem.report import markup
 
     try:
@@ -88,7 +106,8 @@ def emit(data: dict, files, as_json: bool, print_tables) -> None:
             con = console()
             print_tables(con)
             for f in files:
-                con.print(f"wrote {markup(str(f))}")
+                if str(f) not in state["announced"]:
+                    con.print(f"wrote {markup(str(f))}")
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
@@ -132,28 +151,45 @@ def pick_backend(name: str):
     return backend
 
 
+def flag(name: str, help: str):
+    """A boolean option shown without a metavar."""
+    return typer.Option(False, name, help=help, metavar="")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        print(f"assocmem {version('assocmem')}")
+        raise typer.Exit(0)
+
+
 @commands.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
-    state["debug"] = debug
+def main(debug: bool = flag("--debug", "Show tracebacks for errors (accepted before or after the command)."),
+         version: bool = typer.Option(False, "--version", help="Print the version and exit.", metavar="",
+                                      is_eager=True, callback=_version)) -> None:
+    state["debug"] = state["debug"] or debug
 
 
-@commands.command()
+@commands.command(short_help="Run a scenario's prompts and show every layer's weights.")
 def run(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG heatmaps into this folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole trace as JSON instead of tables."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write each prompt's pictures (logit lens, attention maps) here."),
+    as_json: bool = flag("--json", "Print the whole trace as JSON instead of tables."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the model's temperature."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help=" or ".join(DTYPES) + f" (default {DTYPES[0]})."),
-    all_positions: bool = typer.Option(False, "--all-positions", help="Print the attention of every position."),
+    all_positions: bool = flag("--all-positions", "Print the attention of every position."),
+    top: int = typer.Option(5, "--top", help="Weights shown per attention row, largest first; the rest are summed."),
+    summary: bool = flag("--summary", "One line per prompt: its name, PASS or FAIL, the margin and the winner."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write an interactive, self-contained HTML report here."),
     pipeline: Optional[str] = pipeline_option(),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
-    from assocmem.report import markup, print_result
+    from assocmem.report import markup, print_result, print_summary
     from assocmem.runs import run as run_scenario
     from assocmem.scenario import load_scenario
 
@@ -162,6 +198,8 @@ def run(
             raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
         if not 0 < max_memory < math.inf:
             raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        if top < 1:
+            raise InputError(f"--top must be 1 or more, got {top}")
         if html is not None:  # refused before the run, not after it
             check_target(html, "an HTML report", keep=[scenario])
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
@@ -170,13 +208,14 @@ def run(
         files = []
         if plot is not None:
             from assocmem.plots import plot_result
-            files = plot_result(result, plot)
+            files = plot_result(result, plot, on_file=wrote(as_json))
         if html is not None:
             from assocmem.html_report import write_html
             files.append(write_html(result, html))
     verdict = "every expectation holds" if result.passed else "an expectation failed"
-    emit(result.to_dict(), files, as_json,
-         lambda con: (print_result(result, con, all_positions), con.print(f"\n{markup(sc.name)}: {verdict}")))
+    tables = (lambda con: print_summary(result, con)) if summary else \
+        (lambda con: print_result(result, con, all_positions, top))
+    emit(result.to_dict(), files, as_json, lambda con: (tables(con), con.print(f"\n{markup(sc.name)}: {verdict}")))
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -192,16 +231,16 @@ def parse_list(text: str | None, kind, option: str) -> list | None:
     return values
 
 
-@commands.command()
+@commands.command(short_help="Accuracy and margins across seeds, dims and temperatures.")
 def sweep(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     seeds: int = typer.Option(100, "--seeds", help="How many seeds (codebooks) to try."),
     seed_start: int = typer.Option(0, "--seed-start", help="The first seed; seeds are seed_start .. seed_start+N-1."),
     dims: Optional[str] = typer.Option(None, "--dims", help="Comma-separated dimensions (default: the scenario's)."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Comma-separated temperatures."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmap and margin histograms here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmaps and each prompt's margins (a box per cell) here."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write the accuracy grid and margin distributions as one HTML file."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object; top-level `accuracy` is in [0, 1]."),
+    as_json: bool = flag("--json", "Print one JSON object; top-level `accuracy` is in [0, 1]."),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
     pipeline: Optional[str] = pipeline_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
@@ -239,7 +278,7 @@ def sweep(
         files = []
         if plot is not None:
             from assocmem.plots import plot_sweep
-            files = plot_sweep(result, plot)
+            files = plot_sweep(result, plot, on_file=wrote(as_json))
         if html is not None:
             from assocmem.html_report import write_html
             files.append(write_html(result, html))
@@ -253,12 +292,12 @@ def sweep(
     raise typer.Exit(130 if not result.complete else 1 if low else 0)
 
 
-@commands.command()
+@commands.command(short_help="Validate a graph; its structure, crosstalk and pictures.")
 def graph(
     file: Path = typer.Argument(..., help="A graph or a scenario YAML file."),
     png: Optional[Path] = typer.Option(None, "--png", help="Draw the graph into this PNG."),
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Cosine similarity of the concepts, as a PNG."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = flag("--json", "Print the report as JSON."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Dimension for the crosstalk report (default: the scenario's, or 1000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the crosstalk report."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature the ambiguity warning assumes."),
@@ -282,15 +321,15 @@ def graph(
     emit(report.to_dict(), files, as_json, lambda con: print_graph_report(report, str(file), model, con))
 
 
-@commands.command()
+@commands.command(short_help="Speed as ratios: engine vs loop, read vs GEMM, scan vs copy.")
 def bench(
     backend: str = backend_option(),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object, the figures at top level, each with its "
-                                                        "_spread (and a _note where invalid)."),
-    quick: bool = typer.Option(False, "--quick", help="Small shapes: checks the bench runs; the figures mean little."),
+    as_json: bool = flag("--json", "One JSON object, the figures at top level, each with its _spread (and a _note "
+                                    "where invalid)."),
+    quick: bool = flag("--quick", "Small shapes: checks the bench runs; the figures mean little."),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="Interleaved rounds per figure (default 7); "
                                                                    "each figure is the median of its pair ratios."),
-    scaling: bool = typer.Option(False, "--scaling", help="Instead: time against B, n and d, with fitted exponents."),
+    scaling: bool = flag("--scaling", "Instead: time against B, n and d, with fitted exponents."),
 ) -> None:
     """Measure, in one process, interleaved: the engine against a batched numpy program of the same recipe, torch
     eager (where installed), the per-prompt loop and the floor (a copy of the stream); the static read against
@@ -308,11 +347,14 @@ def bench(
         shapes = QUICK if quick else Shapes()
         if repeats is not None:
             shapes = replace(shapes, repeats=repeats)
-        with Console(stderr=True).status("bench") as status:
-            if scaling:
-                table = scale(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
-            else:
-                result = run_bench(engine, shapes, on_step=lambda name: status.update(f"bench: {name}"))
+
+        def progress(name, k, n):
+            print(f"assocmem bench: part {k} of {n}, {name}", file=sys.stderr, flush=True)
+
+        if scaling:
+            table = scale(engine, shapes, on_step=progress)
+        else:
+            result = run_bench(engine, shapes, on_step=progress)
     if scaling:
         return emit(table, [], as_json, lambda con: print_scaling(table, con))
     emit(result.to_dict(), [], as_json, lambda con: print_bench(result, con))
@@ -346,7 +388,10 @@ def _terminated(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> None:
     """The `assocmem` command: the typer app, with every way out mapped to one exit status and at most one line."""
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args
+    end = args.index("--") if "--" in args else len(args)  # after `--` every word is an argument
+    debug = "--debug" in args[:end]
+    state["debug"], state["announced"] = debug, set()
+    args = [a for a in args[:end] if a != "--debug"] + args[end:]  # accepted anywhere, not only before the command
     signal.signal(signal.SIGTERM, _terminated)
     for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii, a C locale: escapes, not UnicodeEncodeError
         try:
@@ -358,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except _click_errors.NoArgsIsHelpError as err:  # `assocmem` alone: the help (rich prints it), as before
         if err.ctx:
-            err.ctx.get_help()
+            print(err.ctx.get_help())
         code = 2
     except _click_errors.ClickException as err:  # an unknown command or option, a value of the wrong type
         command = err.ctx.command_path if getattr(err, "ctx", None) else "assocmem"

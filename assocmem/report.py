@@ -9,13 +9,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from assocmem.focus import SHOWN, top_k
 from assocmem.readout import competing
 from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, VariantRun
 
-SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
 PART_SHOWN = 0.1  # a step or hop of a prefix read gets its own line where it put at least this on one position
 TOP = 3         # logits shown per layer in the logit lens
-TABLE_MAX = 64  # positions and columns an --all-positions table shows at most
+TOP_WEIGHTS = 5  # weights shown per attention row (--top): at 2000 positions a row is otherwise 2000 entries
 
 
 # Characters a terminal would act on or hide instead of showing: controls (ESC starts an escape sequence),
@@ -42,16 +42,33 @@ def token_label(token: str) -> str:
     return visible(token.replace(" ", "␣")) if token.strip() else "␣" * max(len(token), 1)
 
 
-def print_result(result: Result, console: Console, all_positions: bool = False) -> None:
+def print_result(result: Result, console: Console, all_positions: bool = False, top: int = TOP_WEIGHTS) -> None:
     sc = result.scenario
     console.print(Text(visible(sc.name), style="bold") + Text(f"  {visible(str(sc.path))}", style="dim"))
     if sc.description:
         console.print(Text(visible(sc.description.strip(), keep="\n\t"), style="dim"))
     for run in result.variants:
-        print_variant(run, console, all_positions)
+        print_variant(run, console, all_positions, top)
 
 
-def print_variant(run: VariantRun, console: Console, all_positions: bool) -> None:
+def print_summary(result: Result, console: Console) -> None:
+    """One line per (variant, prompt): its name, PASS or FAIL, the margin and the winner."""
+    table = Table(box=None, show_header=True, pad_edge=False)
+    for column, justify in (("variant", "left"), ("prompt", "left"), ("verdict", "left"), ("margin", "right"),
+                            ("winner", "left")):
+        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")
+    for run in result.variants:
+        variant = visible(run.variant.name) + ("" if run.variant.check else " (not checked)")
+        for p in run.prompts:
+            e = p.expectation
+            verdict = ("—" if e is None else Text("PASS", style="green") if e.passed else Text("FAIL", style="red"))
+            margin = "—" if e is None else f"{e.margin:+.3f}" if np.isfinite(e.margin) else "none (one candidate)"
+            table.add_row(Text(variant), Text(visible(p.prompt.label)), verdict, margin,
+                          Text(token_label(e.winner)) if e else "—")
+    console.print(table)
+
+
+def print_variant(run: VariantRun, console: Console, all_positions: bool, top: int = TOP_WEIGHTS) -> None:
     m = run.variant.model
     title = f"variant {run.variant.name}" + ("" if run.variant.check else " (shown, not checked)")
     console.rule(Text(visible(title), style="bold cyan"))
@@ -60,34 +77,36 @@ def print_variant(run: VariantRun, console: Console, all_positions: bool) -> Non
     console.print(f"dim {m.dim} · seed {m.seed} · temperature {m.temperature:g} · similarity {m.similarity} · "
                   f"{m.dtype} · {len(m.pipeline)} layers · {len(run.names)} names · {len(run.memory_rows)} memory rows")
     for j, p in enumerate(run.prompts):
-        print_prompt(run, j, p, console, all_positions)
+        print_prompt(run, j, p, console, all_positions, top)
 
 
-def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_positions: bool) -> None:
+def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_positions: bool,
+                 top: int = TOP_WEIGHTS) -> None:
     tokens = p.prompt.tokens
     last = len(tokens) - 1
     console.print()
-    console.print(Text(f"prompt {j + 1}: ", style="bold") +
+    name = f" ({visible(p.prompt.name)})" if p.prompt.name else ""
+    console.print(Text(f"prompt {j + 1}{name}: ", style="bold") +
                   Text(" ".join(f"{i}:{token_label(t)}" for i, t in enumerate(tokens))))
     table = Table(title="last position, layer by layer", title_justify="left", show_lines=False, expand=False)
     table.add_column("layer", justify="right")
-    table.add_column("stage")
+    table.add_column("stage", overflow="fold")
     table.add_column(escape(f"weights of {token_label(tokens[-1])}@{last}"), overflow="fold")
     table.add_column(f"top {TOP} logits after the layer", overflow="fold")
     table.add_row("0", "embedding", "", _top(run.names, p.lens_logits[0]))  # _top and attention_line escape
     for a in p.attention:
         closes_layer = a.index == len(run.variant.model.pipeline[a.layer - 1].stages) - 1
         shown = [(name, row) for name, row in a.parts if row.max(initial=0) >= PART_SHOWN]
-        table.add_row(str(a.layer) if a.index == 0 else "", escape(a.stage.label), attention_line(a, last),
+        table.add_row(str(a.layer) if a.index == 0 else "", escape(a.stage.label), attention_line(a, last, top),
                       _top(run.names, p.lens_logits[a.layer]) if closes_layer and not shown else "")
         for k, (name, row) in enumerate(shown):  # a prefix read's steps and hops, each with what it read
-            table.add_row("", f"  ↳ {name}", weights_line(a.columns, row, last),
+            table.add_row("", f"  ↳ {name}", weights_line(a.columns, row, last, top),
                           _top(run.names, p.lens_logits[a.layer]) if closes_layer and k == len(shown) - 1 else "")
     console.print(table)
     if all_positions:
         for a in p.attention:
             console.print(f"layer {a.layer}, {escape(a.stage.label)}: {a.what}, row by position")
-            console.print(_all_positions_table(a, tokens))
+            console.print(_all_positions_table(a, tokens, top))
     console.print(_final_logits(run, p))
     e = p.expectation
     if e:
@@ -103,15 +122,16 @@ def column_label(c: Column) -> str:
     return f"{token_label(c.name)}@{c.position}" if c.position is not None else visible(f"{c.name} [{c.source}]")
 
 
-def attention_line(a: Attention, position: int) -> str:
-    """The weights one position used, in one line: the columns of weight >= SHOWN, or, where the weights are
-    equal over a run of positions (a plain mean), that run."""
+def attention_line(a: Attention, position: int, top: int = TOP_WEIGHTS) -> str:
+    """The weights one position used, in one line: the `top` largest (at least SHOWN), largest first, then how many
+    other columns got weight and their sum ("+57 others 0.43"); or, where the weights are equal over a run of
+    positions (a plain mean), that run."""
     if not a.columns:
         return "(empty memory)"
-    return weights_line(a.columns, a.weights[position], position)
+    return weights_line(a.columns, a.weights[position], position, top)
 
 
-def weights_line(columns, row, position: int) -> str:
+def weights_line(columns, row, position: int, top: int = TOP_WEIGHTS) -> str:
     """One row of weights over `columns` in one line (see attention_line)."""
     used = np.nonzero(row)[0]
     if not used.size:
@@ -119,8 +139,11 @@ def weights_line(columns, row, position: int) -> str:
     if used.size > 1 and columns[0].position is not None and used[-1] - used[0] == used.size - 1 \
             and row[used].min() == row[used].max():
         return f"uniform 1/{used.size} on positions {used[0]}..{used[-1]}"
-    shown = np.nonzero(row >= SHOWN)[0]
-    return escape(" · ".join(f"{column_label(columns[k])} {row[k]:.2f}" for k in shown)) if shown.size else "(nothing)"
+    best = top_k(row, top)
+    parts = [f"{column_label(columns[k])} {row[k]:.2f}" for k in best.columns]
+    if best.others and best.rest >= SHOWN:  # a rest that rounds to 0.00 is left unsaid
+        parts.append(f"+{best.others} {'other' if best.others == 1 else 'others'} {best.rest:.2f}")
+    return escape(" · ".join(parts))
 
 
 def _top(names, logits) -> str:
@@ -128,25 +151,27 @@ def _top(names, logits) -> str:
     return escape("  ".join(f"{token_label(names[k])} {logits[k]:+.2f}" for k in order))
 
 
-def _all_positions_table(a: Attention, tokens) -> Table:
-    """Every position's weights; above TABLE_MAX positions or columns, the last TABLE_MAX positions and, in their
-    order, the TABLE_MAX columns with the most weight in those rows, said in the caption (a 10^4-token prompt
-    would otherwise be a 10^8-cell table)."""
-    rows = range(max(len(tokens) - TABLE_MAX, 0), len(tokens))
-    columns = range(len(a.columns))
-    if len(a.columns) > TABLE_MAX:
-        weight = a.weights[rows.start:].sum(axis=0)
-        columns = sorted(np.argsort(-weight, kind="stable")[:TABLE_MAX])
-    cut = len(rows) < len(tokens) or len(columns) < len(a.columns)
-    caption = (f"the last {len(rows)} of {len(tokens)} positions; the {len(columns)} of {len(a.columns)} columns "
-               "with the most weight in them" if cut else None)
-    table = Table(caption=caption, caption_justify="left")
+def _all_positions_table(a: Attention, tokens, top: int = TOP_WEIGHTS) -> Table:
+    """Every position's weights, one line each (its top `top`, the rest summed), so the table is as wide as one row
+    of weights whatever the prompt's length; a run of positions the stage did not update is one line."""
+    table = Table()
     table.add_column("position")
-    for k in columns:
-        table.add_column(escape(column_label(a.columns[k])), justify="right")
-    for i in rows:
-        table.add_row(escape(f"{token_label(tokens[i])}@{i}"),
-                      *(f"{a.weights[i, k]:.2f}" if a.weights[i, k] >= SHOWN else "·" for k in columns))
+    table.add_column(f"top {top} weights, the rest summed", overflow="fold")
+    updated = a.weights.any(axis=1) if a.columns else np.zeros(len(tokens), bool)
+    i = 0
+    while i < len(tokens):
+        if updated[i]:
+            table.add_row(escape(f"{token_label(tokens[i])}@{i}"), weights_line(a.columns, a.weights[i], i, top))
+            i += 1
+            continue
+        end = i
+        while end + 1 < len(tokens) and not updated[end + 1]:
+            end += 1
+        where = escape(f"{token_label(tokens[i])}@{i}") if end == i else f"{i}..{end}"
+        why = "(empty memory)" if not a.columns else "(no past)" if i == 0 == end and a.columns[0].position is not None \
+            else "(not updated)"
+        table.add_row(where, why)
+        i = end + 1
     return table
 
 

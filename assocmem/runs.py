@@ -124,7 +124,7 @@ class VariantRun:
         e = p.expectation
         alone = e is not None and not np.isfinite(e.margin)  # one candidate: no other logit to subtract
         return {
-            "text": p.prompt.text, "tokens": list(p.prompt.tokens), "expect": p.prompt.expect,
+            "name": p.prompt.name, "text": p.prompt.text, "tokens": list(p.prompt.tokens), "expect": p.prompt.expect,
             "candidates": competing(p.prompt, self.names), "candidates_given": bool(p.prompt.candidates),
             "passed": e.passed if e else None, "margin": e.margin if e and not alone else None,
             **({"margin_note": NO_MARGIN} if alone else {}), "winner": e.winner if e else None,

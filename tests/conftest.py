@@ -57,6 +57,8 @@ def cli_in_process(*args, cwd=ROOT):
     from assocmem import cli as command
 
     out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "160"  # as cli() has it: the width must not follow the terminal pytest runs in
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -67,6 +69,10 @@ def cli_in_process(*args, cwd=ROOT):
                 code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
     finally:
         os.chdir(here)
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
