@@ -1,7 +1,6 @@
 """The numpy backend: the feedback scan in cache-sized blocks of prompts on every core, static reads in chunks."""
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,6 +8,7 @@ import numpy as np
 
 from assocmem import layers
 from assocmem.backends import Backend
+from assocmem.cores import usable_cores
 from assocmem.model import Stage
 
 # One position of a block, (rows, d), is at most 2 MiB: a step reads that position, the one before it and
@@ -27,7 +27,7 @@ class NumpyBackend(Backend):
     xp = np
 
     def __init__(self, threads: int | None = None, block_rows: int | None = None, chunk_rows: int | None = None):
-        self.threads = threads or _usable_cores()
+        self.threads = threads or usable_cores()
         self.block_rows = block_rows
         self.chunk_rows = chunk_rows
         self._pool = None
@@ -68,11 +68,3 @@ class NumpyBackend(Backend):
         if buf is None or buf.dtype != dtype or buf.size < size:
             buf = self._scratch.buf = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity, which a container or taskset narrows), not the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
