@@ -6,6 +6,7 @@ import re
 import resource
 import signal
 import time
+from concurrent.futures import CancelledError, Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -72,6 +73,35 @@ def peak_memory() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class TaskExecutor(Executor):
+    """A concurrent.futures.Executor on a Dask client whose futures can be cancelled quietly.  Dask's own
+    (client.get_executor()) later tries to set the result of a future cancelled from this side, which logs an
+    InvalidStateError traceback for every task a Ctrl-C cancels.  pure=False: every task runs, none is taken for
+    another by a hash of its arguments."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        task = self.client.submit(fn, *args, pure=False, **kwargs)
+        future = Future()
+        future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+        task.add_done_callback(partial(_settle, future))
+        return future
+
+
+def _settle(future: Future, task) -> None:
+    """Hand a finished Dask task's outcome to its concurrent.futures twin, unless that was cancelled meanwhile."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(task.result())
+    except CancelledError:
+        future.cancel()
+    except BaseException as err:  # noqa: BLE001 - the task's own error, raised where the sweep waits
+        future.set_exception(err)
+
+
 @dataclass
 class Cluster:
     """A connected client, its cluster where we started one, and how many threads a task may use."""
@@ -83,10 +113,8 @@ class Cluster:
     ready: float = field(default_factory=time.perf_counter)  # when the cluster was up
 
     @property
-    def executor(self):
-        """A concurrent.futures.Executor on the cluster.  pure=False: every task runs, none is taken for another
-        by a hash of its arguments."""
-        return self.client.get_executor(pure=False)
+    def executor(self) -> "TaskExecutor":
+        return TaskExecutor(self.client)
 
     def workers(self) -> dict:
         return self.client.scheduler_info(n_workers=-1)["workers"]
@@ -137,7 +165,7 @@ def connect(text: str) -> Iterator[Cluster]:
             blas = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
             with dask.config.set({"distributed.nanny.pre-spawn-environ": blas}):
                 local = distributed.LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
-                                                 host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                                                 host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
                                                  preload=["assocmem.cluster"], timeout=CONNECT_S)
             client = distributed.Client(local, timeout=CONNECT_S)
         else:

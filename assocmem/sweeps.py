@@ -230,9 +230,10 @@ def _sweep_on(executor: Executor, scenario, seeds, dims, temperatures, max_memor
                 pending[future] = (c, k)
         while pending:
             finished, _ = wait(list(pending), timeout=WAIT_S, return_when=FIRST_COMPLETED)
-            for future in finished:
-                c, k = pending.pop(future)
+            landed = [pending.pop(future) for future in finished]
+            for future, (c, k) in zip(finished, landed):  # all kept before any progress, which may be interrupted
                 done[c, k] = future.result()  # a task's own error is raised here, and the rest cancelled below
+            for c, k in landed:
                 if on_step:
                     on_step(sum(len(b) for b in cells[c][3][k]))
     except KeyboardInterrupt:
