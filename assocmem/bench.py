@@ -1,4 +1,4 @@
-"""assocmem bench: the batched engine against the posts' per-prompt loop, the static read against GEMM, the scan against copy."""
+"""assocmem bench: the engine against the posts' per-prompt loop, the static read against GEMM, the scan against copy, a sweep on local:2."""
 from __future__ import annotations
 
 import math
@@ -32,10 +32,12 @@ class Shapes:
     queries: int = 16384         # (b) the static read: queries x memory rows
     memory_rows: int = 10000
     gpu_prompts: int = 65536     # the GPU's batch, for the speedup over the numpy backend
+    sweep_seeds: int = 2048      # (d) a sweep of the pronoun scenario at `dim`: seed-cells in one process and on local:2
     repeats: int = 3             # timings are the minimum over this many runs, after one warm-up
 
 
-QUICK = Shapes(prompts=64, tokens=8, dim=256, vocabulary=64, queries=512, memory_rows=1000, gpu_prompts=1024, repeats=2)
+QUICK = Shapes(prompts=64, tokens=8, dim=256, vocabulary=64, queries=512, memory_rows=1000, gpu_prompts=1024,
+               sweep_seeds=128, repeats=2)
 
 
 @dataclass
@@ -50,11 +52,12 @@ class BenchResult:
     def targets(self) -> dict:
         return TARGETS[self.backend]
 
-    def meets(self, name: str) -> bool:
-        return self.figures[name] >= self.targets[name]
+    def meets(self, name: str) -> bool | None:
+        """Whether a figure meets its target; None for a figure the issue set none for (it is reported as measured)."""
+        return self.figures[name] >= self.targets[name] if name in self.targets else None
 
     def to_dict(self) -> dict:
-        return {**self.figures, "backend": self.backend, "targets": self.targets,
+        return {**self.figures, "backend": self.backend, "targets": self.targets,  # sweep_speedup_local2 has none
                 "meets_targets": {k: self.meets(k) for k in self.figures if k in self.targets},
                 "machine": self.machine, "shapes": vars(self.shapes), "details": self.details}
 
@@ -173,6 +176,57 @@ def bench_gpu_vs_numpy(backend: Backend, shapes: Shapes) -> dict:
     return {"gpu_prompts": shapes.gpu_prompts, "gpu_s": gpu, "numpy_s": cpu, "speedup_vs_numpy": cpu / gpu}
 
 
+# The sweep the throughput figure runs: scenarios/pronoun.yaml, inline, so the bench needs no file of the repository.
+SWEEP_SCENARIO = """
+name: pronoun (bench)
+relations: [ОНА = МАША + КАШУ, ВКУСНАЯ = КАШУ, ГОЛОДНАЯ = МАША]
+prompts:
+  - {text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ ОНА ?", expect: КАШУ, candidates: [МАША, КАШУ]}
+  - {text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ ОНА ?", expect: МАША, candidates: [МАША, КАШУ]}
+"""
+
+
+def bench_sweep(backend: Backend, shapes: Shapes) -> dict:
+    """(d) Sweep throughput: the same sweep (sweep_seeds seeds at `dim`) in this process and on a LocalCluster of two
+    worker processes (`--scheduler local:2`), alternated, the fastest of `repeats` each after a small warm-up on
+    both; the cluster's start-up is timed apart.  The margins of the two are compared with ==."""
+    import tempfile
+
+    from assocmem.cluster import connect
+    from assocmem.errors import InputError
+    from assocmem.scenario import load_scenario
+    from assocmem.sweeps import sweep
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "pronoun.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(SWEEP_SCENARIO)
+        scenario = load_scenario(path, dim=shapes.dim)
+    seeds, start = shapes.sweep_seeds, time.perf_counter()
+    try:
+        with connect("local:2") as on:
+            started = time.perf_counter() - start
+            here = lambda n: sweep(scenario, n, backend=backend)
+            there = lambda n: sweep(scenario, n, backend=backend.name, executor=on.executor, task_threads=on.threads)
+            here(64), there(64)
+            one = two = float("inf")
+            for _ in range(shapes.repeats):
+                t = time.perf_counter()
+                local = here(seeds)
+                one = min(one, time.perf_counter() - t)
+                t = time.perf_counter()
+                spread = there(seeds)
+                two = min(two, time.perf_counter() - t)
+            peaks = on.describe(spread)["peak_memory_mib"]
+    except InputError as err:  # no Dask (or a cluster that would not start): the figure is left out, saying why
+        return {"note": str(err)}
+    same = all(np.array_equal(a.margins, b.margins, equal_nan=True) for a, b in zip(local.cells, spread.cells))
+    return {"seed_cells": seeds, "one_process_s": one, "local2_s": two, "cluster_start_s": started,
+            "one_process_cells_per_s": seeds / one, "local2_cells_per_s": seeds / two,
+            "sweep_speedup_local2": one / two, "same_margins": same,
+            "worker_peak_mib": max(peaks.values()) if peaks else float("nan")}
+
+
 def machine(backend: Backend) -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
             "cores": os.cpu_count(), "cpu": _cpu_name()}
@@ -197,7 +251,8 @@ def _cpu_name() -> str:
 
 def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> BenchResult:
     """Every figure, in one process.  on_step(name) is called before each part (for a progress line)."""
-    steps = [("pipeline", bench_pipeline), ("static read", bench_static_read), ("feedback scan", bench_scan)]
+    steps = [("pipeline", bench_pipeline), ("static read", bench_static_read), ("feedback scan", bench_scan),
+             ("sweep", bench_sweep)]
     if backend.name == "cupy":
         steps.append(("GPU vs numpy", bench_gpu_vs_numpy))
     result = BenchResult(backend.name, machine(backend), shapes)
@@ -205,7 +260,8 @@ def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> Benc
         if on_step:
             on_step(name)
         part = step(backend, shapes)
-        for key in ("speedup_vs_loop", "gemm_fraction", "scan_bandwidth_fraction", "speedup_vs_numpy"):
+        for key in ("speedup_vs_loop", "gemm_fraction", "scan_bandwidth_fraction", "speedup_vs_numpy",
+                    "sweep_speedup_local2"):
             if key in part:
                 result.figures[key] = part.pop(key)
         result.details[name] = part

@@ -37,10 +37,15 @@ def test_bench_json_has_the_figures_at_top_level():
     assert out["backend"] == "numpy" and out["machine"]["cores"] >= 1 and out["shapes"]["prompts"] == QUICK.prompts
     pipeline = out["details"]["pipeline"]
     assert pipeline["max_logit_difference"] < 1e-4 and pipeline["same_winners"] == 1.0  # float32 on both sides
+    sweep = out["details"]["sweep"]  # in one process and on a real local:2 cluster: the same margins, compared with ==
+    assert sweep["same_margins"] is True and sweep["seed_cells"] == QUICK.sweep_seeds and sweep["worker_peak_mib"] > 10
+    assert out["sweep_speedup_local2"] == sweep["one_process_s"] / sweep["local2_s"] > 0
+    assert "sweep_speedup_local2" not in out["meets_targets"]  # measured and reported, with no target to meet
 
 
 def test_bench_table_and_bad_repeats():
     r = cli("bench", "--quick", "--repeats", "1")
     assert r.returncode == 0 and "speedup_vs_loop" in r.stdout and "machine:" in r.stdout
+    assert "sweep_speedup_local2" in r.stdout and "local2_cells_per_s" in r.stdout
     r = cli("bench", "--repeats", "0")
     assert r.returncode == 2 and "--repeats must be 1 or more" in r.stderr

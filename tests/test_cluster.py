@@ -196,6 +196,19 @@ def test_on_dask_the_margins_are_the_local_sweeps_bit_for_bit(dask_cluster, smal
     assert len(set(workers.values()) | {os.getpid()}) == 3  # it really ran in two other processes
 
 
+def test_on_dask_the_cupy_backend_gives_the_local_cupy_sweeps_margins(dask_cluster, small_blocks):
+    """The GPU variant (one worker per GPU is dask-cuda's job; here both workers share one): where a GPU is lent."""
+    try:
+        from assocmem.backends.cupy_backend import CupyBackend
+        CupyBackend.load()
+    except Exception as err:  # no CuPy, no GPU
+        pytest.skip(f"cupy backend: {err}")
+    _, client = dask_cluster
+    local = sweep(INDUCTION, seeds=10, dims=[64], backend="cupy")
+    got = bounded(lambda: sweep(INDUCTION, seeds=10, dims=[64], backend="cupy", executor=cluster.TaskExecutor(client)))
+    assert same_cells(got, local)
+
+
 def test_connect_to_an_address_gives_each_task_the_cores_over_the_threads_its_machine_runs(dask_cluster):
     local, _ = dask_cluster
     with cluster.connect(local.scheduler_address) as c:
