@@ -5,6 +5,7 @@ import logging
 import re
 import resource
 import signal
+import sys
 import time
 from concurrent.futures import CancelledError, Executor, Future
 from contextlib import contextmanager
@@ -69,8 +70,15 @@ def threads_here(by_host: dict) -> int:
 
 
 def peak_memory() -> int:
-    """This process's peak resident memory in bytes (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident memory in bytes: VmHWM of /proc/self/status where there is one, which starts
+    afresh when a worker process execs (ru_maxrss does not on Linux: a worker spawned by a large process would
+    report its parent's size); else ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
 
 
 class TaskExecutor(Executor):

@@ -140,6 +140,14 @@ def test_seed_runs_name_the_gaps_an_interrupted_cell_has():
     assert sweeps._runs(list(range(5))) == {}
 
 
+def test_peak_memory_is_this_process_own_high_water_mark():
+    code = ("import numpy as np; from assocmem.cluster import peak_memory; before = peak_memory(); "
+            "x = np.ones(2**24); print(before, peak_memory())")
+    before, after = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                                            timeout=60, check=True).stdout.split())
+    assert after - before >= 120 * 2**20  # the 128 MiB it touched, counted in bytes
+
+
 @pytest.mark.parametrize("text, why", [("local:0", "local:N needs N from 1"), ("local:-2", "local:N needs N"),
                                        ("local:99999", "local:N needs N"), ("local", "local:N needs N"),
                                        ("local:two", "local:N needs N"), ("nonsense", "neither local:N nor"),
