@@ -104,10 +104,8 @@ def _settle(future: Future, task) -> None:
         return
     try:
         future.set_result(task.result())
-    except CancelledError:
-        future.cancel()
-    except BaseException as err:  # noqa: BLE001 - the task's own error, raised where the sweep waits
-        future.set_exception(err)
+    except BaseException as err:  # noqa: BLE001 - the task's own error, raised where the sweep waits; also a task
+        future.set_exception(err)  # the cluster cancelled (a closed client, a restart), so the sweep does not wait on
 
 
 @dataclass
@@ -166,22 +164,24 @@ def connect(text: str) -> Iterator[Cluster]:
     scheduler = parse_scheduler(text)
     dask, distributed = _dask()
     logging.getLogger("distributed").setLevel(logging.ERROR)  # a restarted worker is not the user's concern
-    local = None
+    local = client = None
     try:
         if scheduler.workers:
             threads = max(1, usable_cores() // scheduler.workers)
             blas = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
             with dask.config.set({"distributed.nanny.pre-spawn-environ": blas}):
                 local = distributed.LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
-                                                 host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-                                                 preload=["assocmem.cluster"], timeout=CONNECT_S)
+                                                 host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                                 silence_logs=logging.ERROR, preload=["assocmem.cluster"],
+                                                 timeout=CONNECT_S)
             client = distributed.Client(local, timeout=CONNECT_S)
         else:
             client = distributed.Client(scheduler.address, timeout=CONNECT_S)
             threads = partial(threads_here, _threads_by_host(client))
-    except (OSError, TimeoutError) as err:
-        if local is not None:
-            local.close(timeout=CLOSE_S)
+    except (OSError, TimeoutError, RuntimeError) as err:  # refused, timed out, or a worker that would not start
+        for part in (client, local):
+            if part is not None:
+                part.close(timeout=CLOSE_S)
         where = f"the Dask scheduler at {scheduler.address}" if scheduler.address else "a local Dask cluster"
         raise InputError(f"cannot reach {where} within {CONNECT_S} s ({' '.join(str(err).split())[:200]})",
                          hint="is `dask scheduler` running there, and its port open?" if scheduler.address
@@ -189,6 +189,9 @@ def connect(text: str) -> Iterator[Cluster]:
     cluster = Cluster(scheduler, client, local, threads)
     try:
         yield cluster
+    except CancelledError as err:  # not ours: ours are cancelled only once the sweep stopped waiting on them
+        raise InputError(f"the cluster cancelled a task of the sweep ({' '.join(str(err).split())[:200]})",
+                         hint="was the scheduler restarted or closed meanwhile?") from None
     except distributed.KilledWorker as err:
         raise InputError(f"a task of the sweep lost its worker {dask.config.get('distributed.scheduler.allowed-failures') + 1} "
                          f"times ({' '.join(str(err).split())[:200]})",

@@ -306,10 +306,9 @@ def test_ctrl_c_in_the_terminal_stops_a_dask_sweep_and_reports_what_finished():
                              "--dims", "64", "--scheduler", "local:2", "--json"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:  # the workers are up
-            time.sleep(0.2)
-        time.sleep(5)  # and many of the 1563 short tasks done (a few a second even on a loaded machine)
+        deadline = time.monotonic() + 90
+        while _cpu_seconds(_children(proc.pid)) < 8 and time.monotonic() < deadline:  # the workers are at work:
+            time.sleep(0.2)  # starting takes each about a second of CPU, the rest is tasks of about 0.05 s
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -320,6 +319,18 @@ def test_ctrl_c_in_the_terminal_stops_a_dask_sweep_and_reports_what_finished():
     assert "Traceback" not in err and "interrupted; reporting the seeds finished so far" in err
     data = json.loads(out)
     assert data["complete"] is False and 0 < data["cells"][0]["accuracy"] <= 1
+
+
+def _cpu_seconds(pids) -> float:
+    """The CPU time the processes have used so far (user and system)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def _children(pid: int) -> list[int]:
