@@ -6,6 +6,7 @@ import re
 import resource
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import CancelledError, Executor, Future
 from contextlib import contextmanager
@@ -59,6 +60,23 @@ def dask_setup(worker) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the main thread: nothing to set here
         pass
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a local cluster starts.  The worker processes it spawns inherit the ignoring (Python then
+    leaves SIGINT ignored for good), so the terminal's Ctrl-C, which reaches the whole process group, cannot kill a
+    worker mid-import with a traceback; dask_setup() covers workers restarted later.  A Ctrl-C in these few seconds
+    is lost: blocking it instead would not keep it pending, since BLAS's own threads, started before with SIGINT
+    unblocked, would take it and drop it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def threads_here(by_host: dict) -> int:
@@ -163,25 +181,29 @@ def connect(text: str) -> Iterator[Cluster]:
     """
     scheduler = parse_scheduler(text)
     dask, distributed = _dask()
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # a restarted worker is not the user's concern
+    # What the user needs comes back through the tasks (their errors, KilledWorker) and our one-line errors; Dask's own
+    # logs would add a restarted worker's warning, or a heartbeat's traceback from a worker while the cluster closes.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     local = client = None
     try:
         if scheduler.workers:
             threads = max(1, usable_cores() // scheduler.workers)
             blas = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": blas}):
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": blas}), _sigint_ignored():
                 local = distributed.LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
                                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                                 silence_logs=logging.ERROR, preload=["assocmem.cluster"],
+                                                 silence_logs=logging.CRITICAL, preload=["assocmem.cluster"],
                                                  timeout=CONNECT_S)
             client = distributed.Client(local, timeout=CONNECT_S)
         else:
             client = distributed.Client(scheduler.address, timeout=CONNECT_S)
             threads = partial(threads_here, _threads_by_host(client))
-    except (OSError, TimeoutError, RuntimeError) as err:  # refused, timed out, or a worker that would not start
+    except BaseException as err:  # refused, timed out, a worker that would not start, or Ctrl-C held till it started
         for part in (client, local):
             if part is not None:
                 part.close(timeout=CLOSE_S)
+        if not isinstance(err, (OSError, TimeoutError, RuntimeError)):
+            raise
         where = f"the Dask scheduler at {scheduler.address}" if scheduler.address else "a local Dask cluster"
         raise InputError(f"cannot reach {where} within {CONNECT_S} s ({' '.join(str(err).split())[:200]})",
                          hint="is `dask scheduler` running there, and its port open?" if scheduler.address
