@@ -13,6 +13,7 @@ from assocmem.backends import Backend, get_backend
 from assocmem.engine import forward
 from assocmem.mem import mem, unit
 from assocmem.model import default_pipeline, feedback10_pipeline
+from assocmem.sweep_bench import bench_sweep
 
 # The issue's targets: a benchmark prints them beside what it measured; it is not a timed test.
 TARGETS = {
@@ -174,57 +175,6 @@ def bench_gpu_vs_numpy(backend: Backend, shapes: Shapes) -> dict:
     gpu = bench_pipeline(backend, big, reference=False)["engine_s"]
     cpu = bench_pipeline(get_backend("numpy"), big, reference=False)["engine_s"]
     return {"gpu_prompts": shapes.gpu_prompts, "gpu_s": gpu, "numpy_s": cpu, "speedup_vs_numpy": cpu / gpu}
-
-
-# The sweep the throughput figure runs: scenarios/pronoun.yaml, inline, so the bench needs no file of the repository.
-SWEEP_SCENARIO = """
-name: pronoun (bench)
-relations: [ОНА = МАША + КАШУ, ВКУСНАЯ = КАШУ, ГОЛОДНАЯ = МАША]
-prompts:
-  - {text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ ОНА ?", expect: КАШУ, candidates: [МАША, КАШУ]}
-  - {text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ ОНА ?", expect: МАША, candidates: [МАША, КАШУ]}
-"""
-
-
-def bench_sweep(backend: Backend, shapes: Shapes) -> dict:
-    """(d) Sweep throughput: the same sweep (sweep_seeds seeds at `dim`) in this process and on a LocalCluster of two
-    worker processes (`--scheduler local:2`), alternated, the fastest of `repeats` each after a small warm-up on
-    both; the cluster's start-up is timed apart.  The margins of the two are compared with ==."""
-    import tempfile
-
-    from assocmem.cluster import connect
-    from assocmem.errors import InputError
-    from assocmem.scenario import load_scenario
-    from assocmem.sweeps import sweep
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "pronoun.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(SWEEP_SCENARIO)
-        scenario = load_scenario(path, dim=shapes.dim)
-    seeds, start = shapes.sweep_seeds, time.perf_counter()
-    try:
-        with connect("local:2") as on:
-            started = time.perf_counter() - start
-            here = lambda n: sweep(scenario, n, backend=backend)
-            there = lambda n: sweep(scenario, n, backend=backend.name, executor=on.executor, task_threads=on.threads)
-            here(64), there(64)
-            one = two = float("inf")
-            for _ in range(shapes.repeats):
-                t = time.perf_counter()
-                local = here(seeds)
-                one = min(one, time.perf_counter() - t)
-                t = time.perf_counter()
-                spread = there(seeds)
-                two = min(two, time.perf_counter() - t)
-            peaks = on.describe(spread)["peak_memory_mib"]
-    except InputError as err:  # no Dask (or a cluster that would not start): the figure is left out, saying why
-        return {"note": str(err)}
-    same = all(np.array_equal(a.margins, b.margins, equal_nan=True) for a, b in zip(local.cells, spread.cells))
-    return {"seed_cells": seeds, "one_process_s": one, "local2_s": two, "cluster_start_s": started,
-            "one_process_cells_per_s": seeds / one, "local2_cells_per_s": seeds / two,
-            "sweep_speedup_local2": one / two, "same_margins": same,
-            "worker_peak_mib": max(peaks.values()) if peaks else float("nan")}
 
 
 def machine(backend: Backend) -> dict:
