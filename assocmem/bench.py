@@ -1,4 +1,4 @@
-"""assocmem bench: the engine against its peers and the floor, each figure the median of interleaved pairs."""
+"""assocmem bench: the engine against its peers and the floor, each figure the median of interleaved pairs; a sweep on local:2."""
 from __future__ import annotations
 
 import os
@@ -41,11 +41,12 @@ class Shapes:
     queries: int = 2048          # the static read: queries x memory rows (2 chunks of 1024)
     memory_rows: int = 10000
     gpu_prompts: int = 65536     # the GPU's batch, for the speedup over the numpy backend
+    sweep_seeds: int = 2048      # a sweep of the pronoun scenario at `dim`: seed-cells in one process and on local:2
     repeats: int = 7             # interleaved rounds: every contender once a round, after one warm-up each
 
 
 QUICK = Shapes(prompts=64, tokens=8, dim=256, vocabulary=64, long_prompts=4, long_tokens=64, loop_prompts=8,
-               queries=512, memory_rows=1000, gpu_prompts=1024, repeats=3)
+               queries=512, memory_rows=1000, gpu_prompts=1024, sweep_seeds=128, repeats=3)
 
 
 @dataclass
@@ -271,6 +272,13 @@ AT_MOST_ONE = {"gemm_fraction": "the read ran faster than the two GEMMs it conta
 LONG = "_long"
 
 
+def bench_sweep(backend: Backend, shapes: Shapes) -> dict:
+    """Sweep throughput on a local:2 Dask cluster against one process (sweep_bench.py: it needs Dask, loaded here)."""
+    from assocmem.sweep_bench import bench_sweep as run
+
+    return run(backend, shapes)
+
+
 def preload(backend: Backend) -> None:
     """Load the fused scan's compiled code now, not inside a timing (and so it is used from 1e7 updates on)."""
     from assocmem.backends import fused
@@ -284,7 +292,7 @@ def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> Benc
     preload(backend)
     steps = [("recipe", lambda b, s: bench_recipe(b, s.prompts, s.tokens, s)),
              ("long prompts", lambda b, s: bench_recipe(b, s.long_prompts, s.long_tokens, s, loop=False)),
-             ("static read", bench_static_read), ("feedback scan", bench_scan)]
+             ("static read", bench_static_read), ("feedback scan", bench_scan), ("sweep", bench_sweep)]
     if backend.name == "cupy":
         steps.append(("GPU vs numpy", bench_gpu_vs_numpy))
     result = BenchResult(backend.name, machine(backend), shapes)

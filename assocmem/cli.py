@@ -6,7 +6,7 @@ import math
 import os
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -164,6 +164,15 @@ def _version(shown: bool) -> None:
         raise typer.Exit(0)
 
 
+def checked_backend_name(name: str) -> str:
+    from assocmem.backends import NAMES
+    from assocmem.errors import did_you_mean
+
+    if name not in NAMES:
+        raise InputError(f"unknown backend {name!r}", hint=did_you_mean(name, NAMES) or f"use one of {', '.join(NAMES)}")
+    return name
+
+
 @commands.callback()
 def main(debug: bool = flag("--debug", "Show tracebacks for errors (accepted before or after the command)."),
          version: bool = typer.Option(False, "--version", help="Print the version and exit.", metavar="",
@@ -245,6 +254,8 @@ def sweep(
     pipeline: Optional[str] = pipeline_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
     backend: str = backend_option(),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run the cells as tasks on Dask: local:N (N "
+                                            "worker processes here) or a running scheduler's address (needs assocmem[dask])."),
 ) -> None:
     """How often each expectation holds across seeds, dimensions and temperatures; exit 1 with --min-accuracy
     when a checked cell falls below it, 130 when interrupted."""
@@ -267,14 +278,24 @@ def sweep(
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))
-        engine = pick_backend(backend)
         total = len(plan(sc, dim_list, temp_list)) * seeds
-        err_console = Console(stderr=True)
-        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("seed-cells"),
-                      TimeRemainingColumn(), console=err_console, transient=True) as progress:
-            task = progress.add_task("sweep", total=total)
-            result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
-                               int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine)
+        with ExitStack() as stack:
+            about = {}
+            if scheduler is None:
+                engine, on = pick_backend(backend), {}
+            else:  # the workers pick the backend by name: this machine may have no GPU where they do
+                from assocmem.cluster import connect
+                engine = checked_backend_name(backend)
+                cluster = stack.enter_context(connect(scheduler))
+                on = {"executor": cluster.executor, "task_threads": cluster.threads}
+            with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("seed-cells"),
+                          TimeRemainingColumn(), console=Console(stderr=True), transient=True) as progress:
+                task = progress.add_task("sweep", total=total)
+                result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
+                                   int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine,
+                                   **on)
+            if scheduler is not None:
+                about = {"scheduler": cluster.describe(result)}
         files = []
         if plot is not None:
             from assocmem.plots import plot_sweep
@@ -288,7 +309,7 @@ def sweep(
     for c in low:
         print(f"assocmem: {c.variant} at dim {c.dim}, model temperature {c.temperature:g}: accuracy {c.accuracy():.3f} is below "
               f"--min-accuracy {min_accuracy:g}", file=sys.stderr)
-    emit(result.to_dict(), files, as_json, lambda con: print_sweep(result, con))
+    emit({**result.to_dict(), **about}, files, as_json, lambda con: print_sweep(result, con))
     raise typer.Exit(130 if not result.complete else 1 if low else 0)
 
 

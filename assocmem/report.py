@@ -290,6 +290,7 @@ BENCH_ROWS = (
     ("scan_bandwidth_fraction", "10-layer scan, each layer counted as a pass"),
     ("scan_floor_fraction", "10-layer scan vs one copy of the stream"),
     ("speedup_vs_numpy", "whole recipe, GPU vs numpy backend"),
+    ("sweep_speedup_local2", "sweep seed-cells/s, local:2 vs one process"),
 )
 
 

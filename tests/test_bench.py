@@ -105,11 +105,16 @@ def test_bench_json_has_the_figures_and_spreads_at_top_level():
     for peer in ("batched_numpy", "loop"):  # float32 on both sides
         assert recipe[f"max_logit_difference_{peer}"] < 1e-4 and recipe[f"same_winners_{peer}"] == 1.0
     assert out["floor_fraction"] == pytest.approx(recipe["floor_s"] / recipe["engine_s"], rel=1.5)
+    sweep = out["details"]["sweep"]  # in one process and on a real local:2 cluster: the same margins, compared with ==
+    assert sweep["same_margins"] is True and sweep["seed_cells"] == QUICK.sweep_seeds and sweep["worker_peak_mib"] > 10
+    assert out["sweep_speedup_local2"] > 0 and out["sweep_speedup_local2_spread"] >= 0
+    assert "sweep_speedup_local2" not in out["meets_targets"]  # measured and reported, with no target to meet
 
 
 def test_bench_table_scaling_and_bad_repeats():
     r = cli("bench", "--quick", "--repeats", "1")
     assert r.returncode == 0 and "speedup_vs_batched_numpy" in r.stdout and "machine:" in r.stdout
+    assert "sweep_speedup_local2" in r.stdout
     r = cli("bench", "--repeats", "0")
     assert r.returncode == 2 and "--repeats must be 1 or more" in r.stderr
     r = cli("bench", "--quick", "--scaling", "--repeats", "1", "--json")

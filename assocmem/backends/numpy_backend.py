@@ -1,7 +1,6 @@
 """The numpy backend: the feedback scan in cache-sized blocks of prompts on every core, static reads in chunks."""
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from assocmem import layers
 from assocmem.backends import Backend, fused
+from assocmem.cores import usable_cores
 from assocmem.model import Stage
 
 # One position of a block, (rows, d), is at most 2 MiB: a step reads that position, the one before it and
@@ -31,7 +31,7 @@ class NumpyBackend(Backend):
                  jit: bool | None = None):
         """jit: the fused numba scan (backends/fused.py) where numba is installed; None (the default) where the
         scan is big enough for it to win, True always, False never (the numpy blocks below)."""
-        self.threads = threads or _usable_cores()
+        self.threads = threads or usable_cores()
         self.jit = jit
         self.block_rows = block_rows
         self.chunk_rows = chunk_rows
@@ -84,11 +84,3 @@ class NumpyBackend(Backend):
         if buf is None or buf.dtype != dtype or buf.size < size:
             buf = self._scratch.buf = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity, which a container or taskset narrows), not the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
