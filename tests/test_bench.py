@@ -58,6 +58,7 @@ def test_pair_ratio_is_the_median_of_the_rounds_ratios_with_its_spread():
 def test_a_read_faster_than_its_gemms_is_invalid_not_a_result(monkeypatch):
     monkeypatch.setattr(bench, "bench_recipe", lambda *a, **k: {"ratios": {}})
     monkeypatch.setattr(bench, "bench_scan", lambda *a, **k: {"ratios": {}})
+    monkeypatch.setattr(bench, "bench_sweep", lambda *a, **k: {"ratios": {}})
     monkeypatch.setattr(bench, "bench_static_read", lambda *a, **k: {"ratios": {"gemm_fraction": (1.26, 0.3)}})
     from assocmem.backends import get_backend
     result = bench.run_bench(get_backend("numpy"), QUICK)

@@ -52,9 +52,9 @@ def test_output_width_follows_columns_when_piped(columns):
 def test_bench_shows_a_progress_line_per_part():
     r = cli("bench", "--quick", "--repeats", "1", "--json")
     assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines() == ["assocmem bench: part 1 of 4, recipe", "assocmem bench: part 2 of 4, long prompts",
-                                     "assocmem bench: part 3 of 4, static read",
-                                     "assocmem bench: part 4 of 4, feedback scan"]
+    assert r.stderr.splitlines() == ["assocmem bench: part 1 of 5, recipe", "assocmem bench: part 2 of 5, long prompts",
+                                     "assocmem bench: part 3 of 5, static read",
+                                     "assocmem bench: part 4 of 5, feedback scan", "assocmem bench: part 5 of 5, sweep"]
 
 
 def test_top_must_be_positive_and_summary_is_short():
