@@ -9,6 +9,7 @@ import numpy as np
 from assocmem import readout
 from assocmem.backends import Backend, get_backend
 from assocmem.compile import Compiled
+from assocmem.interventions import Interventions
 from assocmem.layers import Inputs
 from assocmem.model import COLUMNS, KINDS, Layer, Model, Stage
 
@@ -68,12 +69,15 @@ class Trace:
 
 
 def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...],
-                 temperature: float, sim: str, backend: Backend | None = None, record: bool = True) -> Trace:
+                 temperature: float, sim: str, backend: Backend | None = None, record: bool = True,
+                 interventions: Interventions | None = None) -> Trace:
     """The whole model on one batch, on `backend` (default numpy).  Arrays in and out are numpy.
-    tokens (S, P, T, d), lengths (P,), memory (S, M, d), vectors (S, V, d)."""
+    tokens (S, P, T, d), lengths (P,), memory (S, M, d), vectors (S, V, d); interventions: what each batch row
+    changes (ablations, patches), or None."""
     backend = backend or get_backend("numpy")
     on = [backend.asarray(a) for a in (tokens, lengths, memory_keys, memory_values, vectors)]
-    trace = forward(*on, pipeline, temperature, sim, backend, record)
+    changes = interventions.on(backend) if interventions is not None else None
+    trace = forward(*on, pipeline, temperature, sim, backend, record, changes)
     host = backend.to_numpy
     stages = [StageRecord(r.layer, r.index, r.stage, host(r.weights), tuple((n, host(w)) for n, w in r.parts))
               for r in trace.stages]
@@ -82,15 +86,20 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
 
 
 def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...], temperature: float,
-            sim: str, backend: Backend, record: bool = True) -> Trace:
+            sim: str, backend: Backend, record: bool = True, changes: Interventions | None = None) -> Trace:
     """run_pipeline on arrays already on the backend; the Trace stays there too.
 
     Without recording, a run of identical one-stage layers of a repeatable kind (feedback) goes to the backend
-    as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them.
+    as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them.  `changes`
+    (on the backend): a patch is copied in before its layer, a skipped stage's rows are put back as they were.
     """
     xp = backend.xp
     X = tokens.copy()
-    inputs = Inputs(tokens, lengths, memory_keys, memory_values)
+    changes = changes or Interventions()
+    inputs = Inputs(tokens, lengths, memory_keys, memory_values, changes.kept_rows, changes.readable)
+    first_stage = [0]  # the pipeline-order number of each layer's first stage
+    for layer in pipeline:
+        first_stage.append(first_stage[-1] + len(layer.stages))
     records = []
     lens_logits = [readout.logits(X, lengths, vectors, sim, xp)] if record else []
     lens_sim = [readout.lens_similarity(X, lengths, sim, xp)] if record else []
@@ -99,14 +108,25 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
         while l < len(pipeline):
             layer = pipeline[l]
             repeats = 1
+            if changes.patches(l):
+                cells = changes.patched[l][None, :, :, None]
+                X[...] = xp.where(cells, X[:, changes.source], X)
             if not record and len(layer.stages) == 1 and KINDS[layer.stages[0].kind].repeatable:
-                while l + repeats < len(pipeline) and pipeline[l + repeats] == layer:
+                while (l + repeats < len(pipeline) and pipeline[l + repeats] == layer and not changes.skips(
+                        first_stage[l + repeats]) and not changes.patches(l + repeats) and not changes.skips(first_stage[l])):
                     repeats += 1
             for s, stage in enumerate(layer.stages):
+                skip = changes.skipped[first_stage[l] + s][:, :, None, None] if changes.skips(first_stage[l] + s) else None
+                before = X.copy() if skip is not None else None
                 weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+                if skip is not None:
+                    X[...] = xp.where(skip, before, X)
                 _check_finite(X, xp, l, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
+                    if skip is not None:  # a skipped stage used nothing
+                        weights = xp.where(skip, 0, weights)
+                        parts = tuple((name, xp.where(skip[..., 0], 0, w)) for name, w in parts)
                     records.append(StageRecord(l + 1, s, stage, weights, parts))
             if record:
                 lens_logits.append(readout.logits(X, lengths, vectors, sim, xp))

@@ -33,11 +33,11 @@ class NumpyBackend(Backend):
         self._pool = None
         self._scratch = threading.local()  # a thread's position-major buffer, kept between blocks and calls
 
-    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1, readable=None) -> None:
         """Blocks of prompts, each copied position-major, run through every repeat while it is in cache, and
         copied back.  Blocks are independent, so they run on a thread each (numpy lets go of the GIL in its loops)."""
-        if not X.flags.c_contiguous:  # the blocks below write through a reshaped view
-            return super().scan_feedback(X, lengths, stage, repeats)
+        if not X.flags.c_contiguous or readable is not None:  # the blocks below write through a reshaped view
+            return super().scan_feedback(X, lengths, stage, repeats, readable)
         S, P, T, d = X.shape
         rows = X.reshape(S * P, T, d)
         lens = np.tile(lengths, S)

@@ -1,0 +1,50 @@
+"""What each row of a batch changes in the model: memory rows left out, positions not read, stages skipped, patches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Interventions:
+    """Per batch row, as arrays the engine reads; None where nothing of that sort is changed.  An ablation set is
+    extra rows of one batch, not a loop: row p of the batch may be prompt j with rule m left out.
+
+    Shapes (S' is S, or 1 for the same change in every codebook; P batch rows; M memory rows; T positions;
+    K stages of the pipeline in order; L layers):
+      kept_rows (S', P, M) bool: the memory rows a batch row may read (an ablated rule is False);
+      readable (S', P, T) bool: the positions context reads and feedback means may use;
+      skipped (K, S', P) bool: stage k leaves the batch row as it was (a skipped stage or layer);
+      patched (L, P, T) bool with source (P,) int: before layer l, position t of batch row p takes row t of batch
+        row source[p] (activation patching: the source row runs unpatched in the same batch).
+    """
+
+    kept_rows: np.ndarray | None = None
+    readable: np.ndarray | None = None
+    skipped: np.ndarray | None = None
+    patched: np.ndarray | None = None
+    source: np.ndarray | None = None
+
+    def skips(self, stage: int) -> bool:
+        """Whether any batch row skips stage `stage` (0-based, in pipeline order)."""
+        return self.skipped is not None and bool(self.skipped[stage].any())
+
+    def patches(self, layer: int) -> bool:
+        """Whether any batch row is patched before layer `layer` (0-based)."""
+        return self.patched is not None and bool(self.patched[layer].any())
+
+    def on(self, backend) -> "Interventions":
+        """The same, with every array on the backend."""
+        return Interventions(*(None if a is None else backend.asarray(a) for a in
+                               (self.kept_rows, self.readable, self.skipped, self.patched, self.source)))
+
+    def take(self, rows) -> "Interventions":
+        """The interventions of some batch rows (a pass of a batch split to fit the memory budget)."""
+        rows = np.asarray(rows)
+        cut = lambda a, axis: None if a is None else np.take(a, rows, axis=axis)  # noqa: E731
+        if self.source is not None and not np.isin(self.source[rows], rows).all():
+            raise ValueError("a pass must hold the rows its patches copy from")
+        source = None if self.source is None else np.searchsorted(rows, self.source[rows])
+        return Interventions(cut(self.kept_rows, 1), cut(self.readable, 1), cut(self.skipped, 2),
+                             cut(self.patched, 1), source)
