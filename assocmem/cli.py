@@ -121,6 +121,11 @@ def built_in_pipeline(name: str | None):
     return RECIPES[name]()
 
 
+def ablate_option():
+    return typer.Option(None, "--ablate", help="Leave something out, repeatable: rule:FILE:LINE or rule:RELATION, "
+                                                "layer:N or layer:N.S, position:I or position:TOKEN, concept:NAME.")
+
+
 def pick_backend(name: str):
     """The backend by name; auto's fallback note goes to stderr, so --json output stays clean."""
     from assocmem.backends import get_backend
@@ -149,6 +154,8 @@ def run(
     pipeline: Optional[str] = pipeline_option(),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
+    ablate: Optional[list[str]] = ablate_option(),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the trace to this .npz file (assocmem.load_trace reads it)."),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
     from assocmem.report import markup, print_result
@@ -162,11 +169,14 @@ def run(
             raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
-        result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
+        result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30), ablate=ablate or ())
         files = []
         if plot is not None:
             from assocmem.plots import plot_result
             files = plot_result(result, plot)
+        if save is not None:
+            from assocmem.traces import save_trace
+            files.append(save_trace(result, save))
     verdict = "every expectation holds" if result.passed else "an expectation failed"
     emit(result.to_dict(), files, as_json,
          lambda con: (print_result(result, con, all_positions), con.print(f"\n{markup(sc.name)}: {verdict}")))

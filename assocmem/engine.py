@@ -169,12 +169,19 @@ class Pass:
 
 
 def passes(compiled: Compiled, model: Model, prompts, per_pass: int, backend: Backend | None = None,
-           record: bool = True) -> Iterator[Pass]:
-    """The prompts through the model, `per_pass` at a time, each pass with its margins: what a run and a sweep share."""
+           record: bool = True, interventions: Interventions | None = None) -> Iterator[Pass]:
+    """The prompts through the model, `per_pass` at a time, each pass with its margins: what a run and a sweep share.
+    interventions: per batch row (prompt) of the whole run, cut to each pass."""
     for start in range(0, len(prompts), per_pass):
         tokens, lengths = compiled.tokens(start, start + per_pass)
+        changes = None
+        if interventions is not None:
+            changes = interventions.take(np.arange(start, start + len(lengths)))
+            T = tokens.shape[2]  # the pass is cut to its longest prompt
+            changes = Interventions(changes.kept_rows, None if changes.readable is None else changes.readable[:, :, :T],
+                                    changes.skipped)
         trace = run_pipeline(tokens, lengths, compiled.memory.keys, compiled.memory.values, compiled.vocab.vectors,
-                             model.pipeline, model.temperature, model.similarity, backend, record)
+                             model.pipeline, model.temperature, model.similarity, backend, record, changes)
         part = tuple(prompts[start:start + per_pass])
         margins, winners = readout.expectation_margins(trace.logits, part, compiled.vocab)
         yield Pass(start, part, trace, margins, winners)

@@ -59,6 +59,8 @@ def print_variant(run: VariantRun, console: Console, all_positions: bool) -> Non
         console.print(Text(visible(run.variant.description.strip(), keep="\n\t"), style="dim"))
     console.print(f"dim {m.dim} · seed {m.seed} · temperature {m.temperature:g} · similarity {m.similarity} · "
                   f"{m.dtype} · {len(m.pipeline)} layers · {len(run.names)} names · {len(run.memory_rows)} memory rows")
+    for a in run.ablations:
+        console.print(Text("ablated: ", style="bold yellow") + Text(visible(a.what)))
     for j, p in enumerate(run.prompts):
         print_prompt(run, j, p, console, all_positions)
 
@@ -94,6 +96,8 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
         verdict = Text("PASS", style="bold green") if e.passed else Text("FAIL", style="bold red")
         note = "" if run.variant.check else " (not checked)"
         margin = f"margin {e.margin:+.3f}" if np.isfinite(e.margin) else NO_MARGIN
+        if e.unablated is not None and np.isfinite(e.unablated):
+            margin += f" (unablated {e.unablated:+.3f})"
         console.print(verdict + Text(f"  expect {token_label(e.expect)}: winner {token_label(e.winner)}, "
                                      f"{margin}{note}"))
 
