@@ -208,6 +208,7 @@ def sweep(
     pipeline: Optional[str] = pipeline_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
     backend: str = backend_option(),
+    ablate: Optional[list[str]] = ablate_option(),
 ) -> None:
     """How often each expectation holds across seeds, dimensions and temperatures; exit 1 with --min-accuracy
     when a checked cell falls below it, 130 when interrupted."""
@@ -235,7 +236,8 @@ def sweep(
                       TimeRemainingColumn(), console=err_console, transient=True) as progress:
             task = progress.add_task("sweep", total=total)
             result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
-                               int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine)
+                               int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine,
+                               ablate=ablate or ())
         files = []
         if plot is not None:
             from assocmem.plots import plot_sweep

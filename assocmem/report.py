@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from assocmem.readout import competing
+from assocmem.readout import competing, share_held
 from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, VariantRun
 
 SHOWN = 0.005   # attention weights below this are left out of the one-line summaries
@@ -194,8 +194,16 @@ def print_sweep(result, console: Console) -> None:
                       Text(_share(acc), style=style if acc == acc else ""), _signed(np.nanmean, c.margins),
                       _signed(np.nanmin, c.margins), most)
     console.print(table)
+    for a in result.ablations:
+        console.print(Text("ablated: ", style="bold yellow") + Text(visible(a.what)))
+    for c in result.cells:
+        if c.unablated is not None:
+            console.print(f"{markup(c.variant)} d={c.dim} T={c.temperature:g} without the ablations: accuracy "
+                          f"{_share(share_held(c.unablated))}, mean margin {_signed(np.nanmean, c.unablated)}")
     per = Table(title="per prompt", title_justify="left")
-    for col in ("prompt", "variant", "dim", "T", "accuracy", "mean margin", "worst margin"):
+    ablated = any(c.unablated is not None for c in result.cells)
+    for col in ("prompt", "variant", "dim", "T", "accuracy", "mean margin", "worst margin") + (
+            ("unablated mean margin",) if ablated else ()):
         per.add_column(col, justify="left" if col in ("prompt", "variant") else "right")
     for j, p in enumerate(prompts):
         if p.expect is None:
@@ -203,7 +211,8 @@ def print_sweep(result, console: Console) -> None:
         for c in result.cells:
             if c.margins is not None:
                 per.add_row(markup(p.label), markup(c.variant), str(c.dim), f"{c.temperature:g}",
-                            _share(c.accuracy(j)), _signed(np.nanmean, c.margins[:, j]), _signed(np.nanmin, c.margins[:, j]))
+                            _share(c.accuracy(j)), _signed(np.nanmean, c.margins[:, j]), _signed(np.nanmin, c.margins[:, j]),
+                            *((_signed(np.nanmean, c.unablated[:, j]),) if c.unablated is not None else ()))
     console.print(per)
     total = result.accuracy
     console.print("accuracy over every checked cell: " + (f"{total:.4f}" if total == total else

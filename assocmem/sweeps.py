@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assocmem.ablations import parse_all, with_and_without
 from assocmem.backends import Backend, get_backend
 from assocmem.budget import DEFAULT_MAX_MEMORY, plan_passes
 from assocmem.compile import compile_scenario
@@ -24,6 +25,7 @@ class Cell:
     temperature: float
     seeds: list[int] = field(default_factory=list)
     margins: np.ndarray | None = None
+    unablated: np.ndarray | None = None  # (seeds, prompts): the margins without the sweep's ablations, if any
 
     def accuracy(self, prompt: int | None = None) -> float:
         """The share of (seed, prompt) pairs whose expectation holds, of one prompt or of all."""
@@ -43,6 +45,7 @@ class SweepResult:
     scenario: Scenario
     cells: list[Cell]
     complete: bool = True
+    ablations: tuple = ()  # ablations.Ablation, applied together: `margins` are the ablated model's
 
     @property
     def accuracy(self) -> float:
@@ -68,16 +71,21 @@ class SweepResult:
                                                 "no prompt expects anything, or interrupted first)"),
             "complete": self.complete,
             "seeds": len(self.cells[0].seeds) if self.cells else 0,
+            **({"ablated": [a.to_dict() for a in self.ablations]} if self.ablations else {}),
             "cells": [
                 {"variant": c.variant, "check": c.check, "dim": c.dim, "temperature": c.temperature,
                  "seeds": [min(c.seeds), max(c.seeds)] if c.seeds else [],
                  **_share("accuracy", c.accuracy(), "no prompt expects anything"),
                  **_margin("mean_margin", np.nanmean, c.margins), **_margin("worst_margin", np.nanmin, c.margins),
+                 **(_share("accuracy_unablated", share_held(c.unablated), "no prompt expects anything") |
+                    _margin("mean_margin_unablated", np.nanmean, c.unablated) if c.unablated is not None else {}),
                  "prompts": [{"prompt": p.label, **_share("accuracy", c.accuracy(j), "expects nothing"),
                               **(_margin("mean_margin", np.nanmean, c.margins[:, j]) if p.expect else
                                  {"mean_margin": None}),
                               **(_margin("worst_margin", np.nanmin, c.margins[:, j]) if p.expect else
-                                 {"worst_margin": None})}
+                                 {"worst_margin": None}),
+                              **(_margin("mean_margin_unablated", np.nanmean, c.unablated[:, j])
+                                 if c.unablated is not None and p.expect else {})}
                              for j, p in enumerate(prompts)]}
                 for c in self.cells if c.margins is not None
             ],
@@ -99,14 +107,19 @@ def _margin(key: str, reduce, margins) -> dict:
 
 
 def run_cell(scenario: Scenario, variant: Variant, seeds, backend: Backend | None = None,
-             prompts_per_pass: int | None = None) -> np.ndarray:
+             prompts_per_pass: int | None = None, ablations=()) -> np.ndarray:
     """Margins (len(seeds), prompts) of one variant: every seed in one batched pass, the prompts in passes
-    of prompts_per_pass (default all)."""
+    of prompts_per_pass (default all).  With ablations (ablations.Ablation), the same pass also runs every seed
+    with them, and the margins are (2 x len(seeds), prompts): without, then with."""
     model = variant.model
-    compiled = compile_scenario(scenario, model, seeds)
+    changes = None
+    if ablations:
+        compiled, changes = with_and_without(scenario, model, seeds, ablations)
+    else:
+        compiled = compile_scenario(scenario, model, seeds)
     step = prompts_per_pass or len(scenario.prompts)
-    return np.concatenate([p.margins for p in passes(compiled, model, scenario.prompts, step, backend, record=False)],
-                          axis=1)
+    return np.concatenate([p.margins for p in passes(compiled, model, scenario.prompts, step, backend, record=False,
+                                                     interventions=changes)], axis=1)
 
 
 def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant, int, float]]:
@@ -120,11 +133,12 @@ def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant
 
 def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=None,
           max_memory: int = DEFAULT_MAX_MEMORY, on_step=None, backend: Backend | str | None = None,
-          **overrides) -> SweepResult:
+          ablate=(), **overrides) -> SweepResult:
     """Every cell over every seed.  `scenario` may be a path (overrides: dim, seed, ... as for run()); `seeds` a
     count (seeds 0..n-1) or the seeds themselves; backend a Backend or a name.  on_step(n_seeds_done) is called
     after each batched pass.  A KeyboardInterrupt stops cleanly: the result holds what was finished and
-    complete=False.
+    complete=False.  ablate: `--ablate` specs, applied together; each cell's margins are then the ablated model's,
+    and `unablated` holds the margins without them, from the same passes.
 
     >>> sweep("scenarios/pronoun.yaml", seeds=3).accuracy  # doctest: +SKIP
     1.0
@@ -134,15 +148,22 @@ def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=No
     if backend is None or isinstance(backend, str):
         backend = get_backend(backend or "numpy")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    result = SweepResult(scenario, [])
+    cells = plan(scenario, dims, temperatures)
+    resolved = [parse_all(ablate, scenario, variant.model) for variant, _, _ in cells]  # refuse before any work
+    result = SweepResult(scenario, [], ablations=resolved[0] if resolved else ())
+    copies = 2 if ablate else 1  # with ablations, every seed runs twice in its pass: without and with
     try:
-        for variant, d, t in plan(scenario, dims, temperatures):
+        for (variant, d, t), ablations in zip(cells, resolved):
             cell = Cell(variant.name, variant.check, d, t)
             result.cells.append(cell)
-            chunk, per_pass = plan_passes(scenario, variant.model, len(seeds), False, max_memory)
+            chunk, per_pass = plan_passes(scenario, variant.model, copies * len(seeds), False, max_memory)
+            chunk = max(1, chunk // copies)
             for start in range(0, len(seeds), chunk):
                 part = seeds[start:start + chunk]
-                m = run_cell(scenario, variant, part, backend, per_pass)
+                m = run_cell(scenario, variant, part, backend, per_pass, ablations)
+                if ablations:
+                    m, plain = m[len(part):], m[:len(part)]
+                    cell.unablated = plain if cell.unablated is None else np.concatenate([cell.unablated, plain])
                 cell.margins = m if cell.margins is None else np.concatenate([cell.margins, m])
                 cell.seeds += part
                 if on_step:
