@@ -253,6 +253,39 @@ def sweep(
 
 
 @commands.command()
+def attribute(
+    scenario: Path = typer.Argument(..., help="A scenario YAML file."),
+    seeds: int = typer.Option(1, "--seeds", help="Codebooks: the model's seed and the ones after it; mean and spread over them."),
+    top: int = typer.Option(15, "--top", help="Rows each ranked table shows (--json has every one)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a bar chart per prompt into this folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed (the first seed)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
+    pipeline: Optional[str] = pipeline_option(),
+    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use."),
+    backend: str = backend_option(),
+) -> None:
+    """Why did it answer that: for every prompt, the margin change when each memory row, layer, stage and earlier
+    position is removed alone, all in one batch; ranked, with file:line and whether the answer flips."""
+    from assocmem.attribution import attribute as run_attribute
+    from assocmem.intervention_tables import print_attribution
+    from assocmem.scenario import load_scenario
+
+    with user_errors():
+        if top < 1:
+            raise InputError(f"--top must be 1 or more, got {top}")
+        if not 0 < max_memory < math.inf:
+            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        sc = load_scenario(scenario, seed=seed, dim=dim, pipeline=built_in_pipeline(pipeline))
+        result = run_attribute(sc, seeds, pick_backend(backend), int(max_memory * 2**30))
+        files = []
+        if plot is not None:
+            from assocmem.intervention_plots import plot_attribution
+            files = plot_attribution(result, plot)
+    emit(result.to_dict(), files, as_json, lambda con: print_attribution(result, con, top))
+
+
+@commands.command()
 def graph(
     file: Path = typer.Argument(..., help="A graph or a scenario YAML file."),
     png: Optional[Path] = typer.Option(None, "--png", help="Draw the graph into this PNG."),
