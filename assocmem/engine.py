@@ -101,6 +101,10 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     for layer in pipeline:
         first_stage.append(first_stage[-1] + len(layer.stages))
     records = []
+    # Rows that are still the same stream (Interventions.alike), where every skip is the same in every codebook.
+    same = None
+    if changes.alike is not None and (changes.skipped is None or changes.skipped.shape[1] == 1):
+        same = np.asarray(changes.alike).copy()
     lens_logits = [readout.logits(X, lengths, vectors, sim, xp)] if record else []
     lens_sim = [readout.lens_similarity(X, lengths, sim, xp)] if record else []
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below and named, not warned about
@@ -111,16 +115,24 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
             if changes.patches(l):
                 cells = changes.patched[l][None, :, :, None]
                 X[...] = xp.where(cells, X[:, changes.source], X)
+                if same is not None:  # a patched row is a stream of its own from here on
+                    mine = np.nonzero(backend.to_numpy(changes.patched[l]).any(axis=1))[0]
+                    same[mine] = mine
+                    same = np.unique(same, return_index=True)[1][np.unique(same, return_inverse=True)[1]]
             if not record and len(layer.stages) == 1 and KINDS[layer.stages[0].kind].repeatable:
                 while (l + repeats < len(pipeline) and pipeline[l + repeats] == layer and not changes.skips(
                         first_stage[l + repeats]) and not changes.patches(l + repeats) and not changes.skips(first_stage[l])):
                     repeats += 1
             for s, stage in enumerate(layer.stages):
                 skip = changes.skipped[first_stage[l] + s][:, :, None, None] if changes.skips(first_stage[l] + s) else None
-                before = X.copy() if skip is not None else None
-                weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
-                if skip is not None:
-                    X[...] = xp.where(skip, before, X)
+                if same is not None:
+                    same, weights = _apply_shared(stage, X, inputs, changes, first_stage[l] + s, same, temperature, sim,
+                                                  backend, record, repeats)
+                else:
+                    before = X.copy() if skip is not None else None
+                    weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+                    if skip is not None:
+                        X[...] = xp.where(skip, before, X)
                 _check_finite(X, xp, l, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
@@ -148,6 +160,35 @@ def apply_stage(stage: Stage, X, inputs: Inputs, temperature, sim, backend: Back
     if repeats > 1:
         return run(X, inputs, stage, temperature, sim, record, repeats=repeats)
     return run(X, inputs, stage, temperature, sim, record)
+
+
+def _apply_shared(stage: Stage, X, inputs: Inputs, changes: Interventions, number: int, same, temperature, sim,
+                  backend: Backend, record, repeats):
+    """apply_stage on one row of each group of rows that are equal and that the stage changes alike, copied to the
+    rest of its group; skipped rows are left as they are.  Returns (same after the stage, weights for every row)."""
+    xp = backend.xp
+    reads = "memory" if KINDS[stage.kind].memory else "positions"
+    after, run = changes.shared(same, number, reads, backend.to_numpy)
+    slot = np.searchsorted(run, after)  # where each row's group sits among the rows run (for the rows not skipped)
+    live = np.isin(after, run)
+    on_run, on_live, on_slot = (backend.asarray(a) for a in (run, np.nonzero(live)[0], slot[live]))
+    cut = lambda a: None if a is None else a[:, on_run]  # noqa: E731
+    sub = X[:, on_run]
+    weights = apply_stage(stage, sub, Inputs(inputs.tokens[:, on_run], inputs.lengths[on_run], inputs.keys,
+                                             inputs.values, cut(inputs.kept_rows), cut(inputs.readable)),
+                          temperature, sim, backend, record, repeats)
+    X[:, on_live] = sub[:, on_slot]
+    if not record:
+        return after, None
+    weights, parts = weights if isinstance(weights, tuple) else (weights, ())
+
+    def spread(w):  # the rows run -> every row, zeros where skipped (a skipped stage used nothing)
+        full = xp.zeros((w.shape[0], len(after)) + w.shape[2:], dtype=w.dtype)
+        full[:, on_live] = w[:, on_slot]
+        return full
+
+    parts = tuple((name, spread(w)) for name, w in parts)
+    return after, (spread(weights), parts) if parts else spread(weights)
 
 
 def _check_finite(X, xp, l, repeats, stage, temperature, sim):

@@ -17,7 +17,10 @@ class Interventions:
       readable (S', P, T) bool: the positions context reads and feedback means may use;
       skipped (K, S', P) bool: stage k leaves the batch row as it was (a skipped stage or layer);
       patched (L, P, T) bool with source (P,) int: before layer l, position t of batch row p takes row t of batch
-        row source[p] (activation patching: the source row runs unpatched in the same batch).
+        row source[p] (activation patching: the source row runs unpatched in the same batch);
+      alike (P,) int: the batch rows that start as the same stream (rows of one prompt) name the same row.  The
+        engine then runs a stage once for the rows that are still equal and that it changes alike (shared()), so a
+        rule ablated in the last layer costs nothing in the layers before it.
     """
 
     kept_rows: np.ndarray | None = None
@@ -25,6 +28,7 @@ class Interventions:
     skipped: np.ndarray | None = None
     patched: np.ndarray | None = None
     source: np.ndarray | None = None
+    alike: np.ndarray | None = None
 
     def skips(self, stage: int) -> bool:
         """Whether any batch row skips stage `stage` (0-based, in pipeline order)."""
@@ -37,7 +41,25 @@ class Interventions:
     def on(self, backend) -> "Interventions":
         """The same, with every array on the backend."""
         return Interventions(*(None if a is None else backend.asarray(a) for a in
-                               (self.kept_rows, self.readable, self.skipped, self.patched, self.source)))
+                               (self.kept_rows, self.readable, self.skipped, self.patched, self.source)), self.alike)
+
+    def shared(self, same: np.ndarray, stage: int, reads: str, host) -> tuple[np.ndarray, np.ndarray]:
+        """Which rows a stage must run on.  same (P,): for each row, the first row whose stream equals it now.  Rows
+        stay equal through the stage where they are equal now and the stage sees the same change in each: the same
+        memory rows kept (reads "memory") or positions readable ("positions"), and the same skip.
+        Returns (same after the stage, the rows to run it on: the first of each group that is not skipped).
+        host(a): the array on the host (the masks are small)."""
+        P = len(same)
+        skip = np.zeros(P, bool) if self.skipped is None else host(self.skipped[stage]).reshape(-1, P)[0]
+        mask = self.kept_rows if reads == "memory" else self.readable
+        mask = None if mask is None else host(mask)
+        groups: dict = {}
+        after = np.empty(P, dtype=np.int64)
+        for r in range(P):
+            key = (int(same[r]), bool(skip[r]), b"" if mask is None else mask[:, r].tobytes())
+            after[r] = groups.setdefault(key, r)
+        first = np.unique(after)
+        return after, first[~skip[first]]
 
     def take(self, rows) -> "Interventions":
         """The interventions of some batch rows (a pass of a batch split to fit the memory budget)."""

@@ -36,7 +36,7 @@ def rows_of(pipeline_id: int, S: int, M: int):
     return out
 
 
-def batch(pipeline_id, S=2, M=5):
+def batch(pipeline_id, S=2, M=5, shared=False):
     tokens, lengths, keys, values, vocab = ragged_batch(S=S, lengths=LENGTHS, M=M)
     rows = rows_of(pipeline_id, S, M)
     P, T, L = len(rows), tokens.shape[2], len(KIND_MIX[pipeline_id])
@@ -57,7 +57,9 @@ def batch(pipeline_id, S=2, M=5):
             patched[layer, r, list(positions)] = True
             source[r] = src
     prompt = np.array([r[0] for r in rows])
-    changes = Interventions(kept, readable, skipped, patched, source)
+    # shared: rows of one prompt start as one stream (rows 0..3 are the prompts as they are), so the engine runs a
+    # stage once for the rows that are still equal and that it changes alike
+    changes = Interventions(kept, readable, skipped, patched, source, prompt.copy() if shared else None)
     return (tokens[:, prompt], lengths[prompt], keys, values, vocab), rows, changes
 
 
@@ -82,11 +84,12 @@ def oracle_rows(pipeline_id, sim):
     return out
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["each-row", "shared"])
 @pytest.mark.parametrize("record", [True, False], ids=["record", "fast"])
 @pytest.mark.parametrize("pipeline_id", range(len(KIND_MIX)))
 @pytest.mark.parametrize("sim", ["cosine", "dot"])
-def test_every_intervention_row_matches_the_oracle_done_the_slow_way(pipeline_id, sim, record, backend):
-    arrays, rows, changes = batch(pipeline_id)
+def test_every_intervention_row_matches_the_oracle_done_the_slow_way(pipeline_id, sim, record, shared, backend):
+    arrays, rows, changes = batch(pipeline_id, shared=shared)
     trace = run_pipeline(*arrays, KIND_MIX[pipeline_id], 0.2, sim, backend, record=record, interventions=changes)
     want = oracle_rows(pipeline_id, sim)
     lengths = arrays[1]
