@@ -285,6 +285,68 @@ def attribute(
     emit(result.to_dict(), files, as_json, lambda con: print_attribution(result, con, top))
 
 
+def parse_numbers(text: str | None, option: str, least: int) -> tuple[int, ...] | None:
+    """`1,2` or `0-8,12`: whole numbers from `least`, each at most 10^6 (no range is expanded past that)."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        a, dash, b = part.strip().partition("-")
+        if not (a.isdigit() and (not dash or b.isdigit())) or len(a) > 7 or len(b) > 7:
+            raise InputError(f"{option} must be numbers from {least} or ranges like 0-8, separated by commas, got {text!r}")
+        lo, hi = int(a), int(b) if dash else int(a)
+        if lo < least or hi < lo:
+            raise InputError(f"{option}: {part.strip()!r} is not a range of numbers from {least}")
+        out += range(lo, hi + 1)
+        if len(out) > 10**6:
+            raise InputError(f"{option} names more than a million numbers")
+    return tuple(out)
+
+
+@commands.command()
+def patch(
+    scenario: Path = typer.Argument(..., help="A scenario YAML file."),
+    from_: Optional[str] = typer.Option(None, "--from", help="The prompt whose stream is copied: its name, number (from 1) or text."),
+    to: Optional[str] = typer.Option(None, "--to", help="The prompt that is run with the copied stream."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Patch before these layers (from 1), e.g. 1 or 1,2 (default all)."),
+    positions: Optional[str] = typer.Option(None, "--positions", help="These positions (from 0), e.g. 6 or 0-8 (default all both prompts have)."),
+    seeds: int = typer.Option(1, "--seeds", help="Codebooks: the model's seed and the ones after it; the grid is their mean."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="The variant to patch (default the first)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the patching heatmap of each pair into this folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed (the first seed)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
+    pipeline: Optional[str] = pipeline_option(),
+    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use."),
+    backend: str = backend_option(),
+) -> None:
+    """Activation patching: run --to with its stream at each (layer, position) taken from --from's, all cells in one
+    batch, and print the patched margin as a grid (or the scenario's patch: entries)."""
+    from assocmem.intervention_tables import print_patching
+    from assocmem.patching import patch as run_patch
+    from assocmem.scenario import PatchSpec, load_scenario
+
+    with user_errors():
+        if (from_ is None) != (to is None):
+            raise InputError("--from and --to go together", hint="give both, or neither to run the scenario's patch: entries")
+        if not 0 < max_memory < math.inf:
+            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        layers, cells = parse_numbers(layer, "--layer", 1), parse_numbers(positions, "--positions", 0)
+        sc = load_scenario(scenario, seed=seed, dim=dim, pipeline=built_in_pipeline(pipeline))
+        if from_ is not None:
+            specs = [PatchSpec(from_, to, layers, cells)]
+        else:
+            from dataclasses import replace
+            specs = [replace(s, layers=layers or s.layers, positions=cells if cells is not None else s.positions)
+                     for s in sc.patches]
+        result = run_patch(sc, specs, seeds, pick_backend(backend), int(max_memory * 2**30), variant)
+        files = []
+        if plot is not None:
+            from assocmem.intervention_plots import plot_patching
+            files = plot_patching(result, plot)
+    emit(result.to_dict(), files, as_json, lambda con: print_patching(result, con))
+
+
 @commands.command()
 def graph(
     file: Path = typer.Argument(..., help="A graph or a scenario YAML file."),

@@ -94,8 +94,10 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     (on the backend): a patch is copied in before its layer, a skipped stage's rows are put back as they were.
     """
     xp = backend.xp
-    X = tokens.copy()
     changes = changes or Interventions()
+    if changes.patches(0):  # before layer 1 the stream is the tokens: a patch there swaps the token (values: tokens too)
+        tokens = xp.where(changes.patched[0][None, :, :, None], tokens[:, changes.source], tokens)
+    X = tokens.copy()
     inputs = Inputs(tokens, lengths, memory_keys, memory_values, changes.kept_rows, changes.readable)
     first_stage = [0]  # the pipeline-order number of each layer's first stage
     for layer in pipeline:
@@ -217,10 +219,7 @@ def passes(compiled: Compiled, model: Model, prompts, per_pass: int, backend: Ba
         tokens, lengths = compiled.tokens(start, start + per_pass)
         changes = None
         if interventions is not None:
-            changes = interventions.take(np.arange(start, start + len(lengths)))
-            T = tokens.shape[2]  # the pass is cut to its longest prompt
-            changes = Interventions(changes.kept_rows, None if changes.readable is None else changes.readable[:, :, :T],
-                                    changes.skipped)
+            changes = interventions.take(np.arange(start, start + len(lengths))).cut_to(tokens.shape[2])
         trace = run_pipeline(tokens, lengths, compiled.memory.keys, compiled.memory.values, compiled.vocab.vectors,
                              model.pipeline, model.temperature, model.similarity, backend, record, changes)
         part = tuple(prompts[start:start + per_pass])

@@ -58,3 +58,30 @@ def print_prompt_attribution(p, console: Console, top: int, seeds: int) -> None:
         rest = np.abs(delta[:, order[top:]].mean(axis=0)).max()
         console.print(Text(f"… {len(order) - top} more, each |Δmargin| ≤ {rest:.2g} (--top N shows more, --json all)",
                            style="dim"))
+
+
+def print_patching(result, console: Console) -> None:
+    n = len(result.seeds)
+    seeds = f"seed {result.seeds[0]}" if n == 1 else f"mean over {n} seeds ({result.seeds[0]}..{result.seeds[-1]})"
+    console.print(Text(visible(result.scenario.name), style="bold") +
+                  Text(f"  {visible(str(result.scenario.path))}  ·  variant {visible(result.variant.name)}  ·  {seeds}",
+                       style="dim"))
+    for pair in result.pairs:
+        src, dst = pair.from_prompt, pair.to_prompt
+        console.print()
+        console.print(Text("from: ", style="bold") + Text(" ".join(f"{i}:{token_label(t)}" for i, t in enumerate(src.tokens))))
+        console.print(Text("to:   ", style="bold") + Text(" ".join(f"{i}:{token_label(t)}" for i, t in enumerate(dst.tokens))))
+        console.print(f"margin of {markup(dst.expect)} in `to`: {pair.clean.mean():+.3f} as it is, "
+                      f"{pair.source.mean():+.3f} read from `from`'s own run")
+        table = Table(title=f"patched margin of {markup(dst.expect)}: `to` run with its stream before the layer, at the "
+                            f"position, taken from `from` (red: the answer flips)", title_justify="left")
+        table.add_column("before layer", justify="right")
+        for i in pair.positions:
+            a, b = src.tokens[i], dst.tokens[i]
+            table.add_column(escape(f"{i}:{token_label(b)}" + ("" if a == b else f"←{token_label(a)}")), justify="right")
+        grid = pair.grid.mean(axis=0)
+        flips = (pair.grid <= 0).mean(axis=0)
+        for a, l in enumerate(pair.layers):
+            table.add_row(str(l), *(Text(f"{grid[a, b]:+.3f}", style="bold red" if flips[a, b] >= 0.5 else "")
+                                    for b in range(len(pair.positions))))
+        console.print(table)

@@ -1,7 +1,7 @@
 """What each row of a batch changes in the model: memory rows left out, positions not read, stages skipped, patches."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,8 @@ class Interventions:
       readable (S', P, T) bool: the positions context reads and feedback means may use;
       skipped (K, S', P) bool: stage k leaves the batch row as it was (a skipped stage or layer);
       patched (L, P, T) bool with source (P,) int: before layer l, position t of batch row p takes row t of batch
-        row source[p] (activation patching: the source row runs unpatched in the same batch);
+        row source[p] (activation patching: the source row runs unpatched in the same batch); before layer 1 the
+        stream is the token vectors, so a patch there swaps the token, for `values: tokens` reads too;
       alike (P,) int: the batch rows that start as the same stream (rows of one prompt) name the same row.  The
         engine then runs a stage once for the rows that are still equal and that it changes alike (shared()), so a
         rule ablated in the last layer costs nothing in the layers before it.
@@ -68,5 +69,14 @@ class Interventions:
         if self.source is not None and not np.isin(self.source[rows], rows).all():
             raise ValueError("a pass must hold the rows its patches copy from")
         source = None if self.source is None else np.searchsorted(rows, self.source[rows])
+        alike = None
+        if self.alike is not None:  # the first row taken of each group of rows that start alike
+            _, first, group = np.unique(self.alike[rows], return_index=True, return_inverse=True)
+            alike = first[group]
         return Interventions(cut(self.kept_rows, 1), cut(self.readable, 1), cut(self.skipped, 2),
-                             cut(self.patched, 1), source)
+                             cut(self.patched, 1), source, alike)
+
+    def cut_to(self, T: int) -> "Interventions":
+        """The same, with the position axes cut to the first T positions (a pass cut to its longest prompt)."""
+        return replace(self, readable=None if self.readable is None else self.readable[:, :, :T],
+                       patched=None if self.patched is None else self.patched[:, :, :T])

@@ -139,7 +139,7 @@ def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind, unr
     """tokens (n, d), keys and values (M, d), vectors (V, d): the whole model on one prompt.  Interventions, the
     slow way: `unread` positions are left out of every context read and feedback mean; a (layer, stage index) in
     `skip` is not run (its weights stay 0); patch {layer index l (0-based): {position: row}} sets those rows of
-    the stream before layer l.  A memory row is ablated by the caller, who passes keys and values without it."""
+    the stream before layer l (before layer 1, the token vectors too: the stream there is the tokens).  A memory row is ablated by the caller, who passes keys and values without it."""
     X = [np.array(t, dtype=np.float64) for t in tokens]
     E = [np.array(t, dtype=np.float64) for t in tokens]
     n, M = len(X), len(keys)
@@ -152,6 +152,8 @@ def trace_prompt(tokens, keys, values, vectors, pipeline, temperature, kind, unr
     for l, layer in enumerate(pipeline):
         for position, row in (patch or {}).get(l, {}).items():
             X[position] = np.array(row, dtype=np.float64)
+            if l == 0:
+                E[position] = np.array(row, dtype=np.float64)
         streams.append(np.array(X))
         for s, st in enumerate(layer.stages):
             T = st.get("temperature") or temperature

@@ -123,3 +123,8 @@ def test_take_keeps_the_rows_a_patch_copies_from():
     assert changes.take([2, 3]).source.tolist() == [0, 0]
     with pytest.raises(ValueError):
         changes.take([1, 3])
+
+
+def test_take_names_the_first_row_taken_of_each_group_that_starts_alike():
+    changes = Interventions(alike=np.array([0, 0, 0, 3, 3]))
+    assert changes.take([1, 2, 4]).alike.tolist() == [0, 0, 2]
