@@ -126,21 +126,15 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
                         first_stage[l + repeats]) and not changes.patches(l + repeats) and not changes.skips(first_stage[l])):
                     repeats += 1
             for s, stage in enumerate(layer.stages):
-                skip = changes.skipped[first_stage[l] + s][:, :, None, None] if changes.skips(first_stage[l] + s) else None
                 if same is not None:
                     same, weights = _apply_shared(stage, X, inputs, changes, first_stage[l] + s, same, temperature, sim,
                                                   backend, record, repeats)
                 else:
-                    before = X.copy() if skip is not None else None
-                    weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
-                    if skip is not None:
-                        X[...] = xp.where(skip, before, X)
+                    weights = _apply_skipping(stage, X, inputs, changes, first_stage[l] + s, temperature, sim, backend,
+                                              record, repeats)
                 _check_finite(X, xp, l, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
-                    if skip is not None:  # a skipped stage used nothing
-                        weights = xp.where(skip, 0, weights)
-                        parts = tuple((name, xp.where(skip[..., 0], 0, w)) for name, w in parts)
                     records.append(StageRecord(l + 1, s, stage, weights, parts))
             if record:
                 lens_logits.append(readout.logits(X, lengths, vectors, sim, xp))
@@ -164,6 +158,30 @@ def apply_stage(stage: Stage, X, inputs: Inputs, temperature, sim, backend: Back
     return run(X, inputs, stage, temperature, sim, record)
 
 
+# Above this share of the rows still to run, a stage runs on every row in place: gathering the rows run and scattering
+# them back costs two copies of the stream, more than the shared rows save (long_context, feedback10: 2x faster).
+SHARED_AT_MOST = 0.75
+
+
+def _apply_skipping(stage: Stage, X, inputs: Inputs, changes: Interventions, number: int, temperature, sim,
+                    backend: Backend, record, repeats):
+    """apply_stage on every row, then the rows that skip it put back as they were (only those rows are copied)."""
+    if not changes.skips(number):
+        return apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+    xp = backend.xp
+    skip = changes.skipped[number]                                   # (S or 1, P)
+    rows = backend.asarray(np.nonzero(backend.to_numpy(skip).any(axis=0))[0])
+    saved = X[:, rows]
+    weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+    X[:, rows] = xp.where(skip[:, rows][:, :, None, None], saved, X[:, rows])
+    if record:  # a skipped stage used nothing
+        weights, parts = weights if isinstance(weights, tuple) else (weights, ())
+        parts = tuple((name, xp.where(skip[:, :, None], 0, w)) for name, w in parts)
+        weights = xp.where(skip[:, :, None, None], 0, weights)
+        return (weights, parts) if parts else weights
+    return weights
+
+
 def _apply_shared(stage: Stage, X, inputs: Inputs, changes: Interventions, number: int, same, temperature, sim,
                   backend: Backend, record, repeats):
     """apply_stage on one row of each group of rows that are equal and that the stage changes alike, copied to the
@@ -171,6 +189,8 @@ def _apply_shared(stage: Stage, X, inputs: Inputs, changes: Interventions, numbe
     xp = backend.xp
     reads = "memory" if KINDS[stage.kind].memory else "positions"
     after, run = changes.shared(same, number, reads, backend.to_numpy)
+    if len(run) > SHARED_AT_MOST * len(after):  # little to share: run every row in place, put skipped rows back
+        return after, _apply_skipping(stage, X, inputs, changes, number, temperature, sim, backend, record, repeats)
     slot = np.searchsorted(run, after)  # where each row's group sits among the rows run (for the rows not skipped)
     live = np.isin(after, run)
     on_run, on_live, on_slot = (backend.asarray(a) for a in (run, np.nonzero(live)[0], slot[live]))

@@ -437,7 +437,7 @@ def feedback_readable(Y, lengths, stage: Stage, readable, repeats: int = 1, xp=n
                 k -= r[i - 1 - stage.window]
             if stage.norm == "rms":  # RMSnorm(x -/+ total / k) = (k x -/+ total) / sqrt(|k x -/+ total|^2 + eps k^2 d)
                 row = k * Y[i] + sign * total
-                row = row / xp.sqrt(sum_squares(row, xp)[:, None] + RMS_EPS * k * k * d)
+                row = row / (xp.sqrt(sum_squares(row, xp)[:, None] + RMS_EPS * k * k * d) + (k == 0))  # k = 0: kept
             else:
                 row = Y[i] + sign * total / xp.maximum(k, 1)
             update = active[i] & (k[:, 0] > 0)
