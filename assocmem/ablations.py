@@ -129,12 +129,16 @@ def _position(spec, rest, scenario, model) -> Ablation:
         raise InputError(f"--ablate {spec!r}: positions count from 0", hint="run shows each token as position:token")
     if re.fullmatch(r"\d+", rest):  # a number is a position; a token is anything else
         i = int(rest)
-        for p in prompts:
-            if not 0 <= i < len(p.tokens) - 1:
-                raise InputError(f"--ablate {spec!r}: position {i} is not before the last position of prompt "
-                                 f"{p.label!r}", hint=f"its earlier positions are 0 to {len(p.tokens) - 2}: the last "
-                                                      "position is the one read out, which no read uses")
-        return Ablation(spec, "position", f"position {i}", positions=tuple((i,) for _ in prompts))
+        has = [i < len(p.tokens) - 1 for p in prompts]
+        if not any(has):
+            longest = max(len(p.tokens) for p in prompts)
+            raise InputError(f"--ablate {spec!r}: position {i} is not before the last position of any prompt",
+                             hint=f"earlier positions are 0 to {longest - 2} in the longest: the last position is the "
+                                  "one read out, which no read uses")
+        short = len(has) - sum(has)
+        return Ablation(spec, "position", f"position {i}" + (f" (not in {short} shorter prompt(s), left as they are)"
+                                                             if short else ""),
+                        positions=tuple((i,) if h else () for h in has))
     found = tuple(tuple(i for i, t in enumerate(p.tokens[:-1]) if t == rest) for p in prompts)
     if not any(found):
         tokens = list(dict.fromkeys(t for p in prompts for t in p.tokens[:-1]))

@@ -229,6 +229,9 @@ def sweep(
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))
+        from assocmem.ablations import parse_all
+        for v in sc.variants:  # a bad --ablate is refused before the progress bar starts
+            parse_all(ablate or (), sc, v.model)
         engine = pick_backend(backend)
         total = len(plan(sc, dim_list, temp_list)) * seeds
         err_console = Console(stderr=True)

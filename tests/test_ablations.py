@@ -96,7 +96,7 @@ BAD = [
     ("layer:" + "9" * 900, "there is no layer", "layers 1 to 2"),
     ("layer:1.2", "layer 1 has no stage 2", "stages are 1 to 1"),
     ("layer:x", "expected layer:N or layer:N.S", "layers 1 to 2"),
-    ("position:8", "position 8 is not before the last position", "0 to 7"),
+    ("position:8", "position 8 is not before the last position of any prompt", "0 to 7"),
     ("position:99999999999999999999", "is not before the last position", "0 to 7"),
     ("position:-1", "positions count from 0", None),
     ("position:?", "no prompt has the token '?' before its last position", None),
