@@ -425,16 +425,17 @@ def feedback_readable(Y, lengths, stage: Stage, readable, repeats: int = 1, xp=n
     T, n, d = Y.shape
     active = selected_positions(stage.positions, lengths, T, xp).T  # (T, n)
     r = readable.astype(Y.dtype)[:, :, None]                         # (T, n, 1)
-    sign = -1.0 if stage.sign == "minus" else 1.0
+    sign = 1.0 if stage.sign == "plus" else -1.0
     for _ in range(repeats):
         total = xp.zeros((n, d), dtype=Y.dtype)
         k = xp.zeros((n, 1), dtype=Y.dtype)
         for i in range(1, T):
             total += r[i - 1] * Y[i - 1]
             k += r[i - 1]
-            if stage.window and i > stage.window:
-                total -= r[i - 1 - stage.window] * Y[i - 1 - stage.window]
-                k -= r[i - 1 - stage.window]
+            drop = i - 1 - stage.window if stage.window else -1  # the row that leaves the window
+            if drop >= 0:
+                total -= r[drop] * Y[drop]
+                k -= r[drop]
             if stage.norm == "rms":  # RMSnorm(x -/+ total / k) = (k x -/+ total) / sqrt(|k x -/+ total|^2 + eps k^2 d)
                 row = k * Y[i] + sign * total
                 row = row / (xp.sqrt(sum_squares(row, xp)[:, None] + RMS_EPS * k * k * d) + (k == 0))  # k = 0: kept
