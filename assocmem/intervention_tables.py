@@ -42,7 +42,7 @@ def print_prompt_attribution(p, console: Console, top: int, seeds: int) -> None:
     table = Table(title=title, title_justify="left")
     for col, just in (("#", "right"), ("removed", "left"), ("where", "left"), ("Δmargin", "right"),
                       ("± sd" if seeds > 1 else "margin", "right"), ("flips", "right")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, max_width=56 if col == "removed" else None)  # a stage label folds
     order = p.ranked()
     delta = p.delta
     for rank, k in enumerate(order[:top], 1):
