@@ -149,7 +149,7 @@ def attribute_variant(scenario: Scenario, variant: Variant, seeds, backend: Back
     rows, changes, plan = attribution_batch(scenario, variant, expecting)
     row_prompts = tuple(scenario.prompts[j] for j in rows)
     wide = replace(scenario, prompts=row_prompts)  # what budget.py measures: the batch rows as prompts
-    seeds_a_pass, rows_a_pass = plan_passes(wide, variant.model, len(seeds), False, max_memory)
+    seeds_a_pass, rows_a_pass = plan_passes(wide, variant.model, len(seeds), False, max_memory, interventions=True)
     stream = len(rows) * max(len(p.tokens) for p in row_prompts) * variant.model.dim * np.dtype(variant.model.dtype).itemsize
     seeds_a_pass = max(1, min(seeds_a_pass, STREAM_BYTES // stream))
     margins = []
@@ -181,6 +181,6 @@ def attribute(scenario: Scenario | str | Path, seeds: int = 1, backend: Backend 
     first = scenario.model.seed
     seed_list = list(range(first, first + seeds))
     for v in scenario.variants:  # refuse before any work: one batch row must fit
-        plan_passes(scenario, v.model, 1, False, max_memory)
+        plan_passes(scenario, v.model, 1, False, max_memory, interventions=True)
     return Attribution(scenario, seed_list,
                        [attribute_variant(scenario, v, seed_list, backend, max_memory) for v in scenario.variants])

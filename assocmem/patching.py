@@ -117,7 +117,7 @@ def patch_pair(scenario: Scenario, variant: Variant, spec: PatchSpec, seeds, bac
     changes = Interventions(patched=patched, source=np.zeros(P, dtype=np.int64), alike=alike)
     row_prompts = (target,) * P  # every row is read out for `to`'s expectation, row 0 too
     wide = replace(scenario, prompts=(source, target) + (target,) * len(cells))
-    seeds_a_pass, rows_a_pass = plan_passes(wide, variant.model, len(seeds), False, max_memory)
+    seeds_a_pass, rows_a_pass = plan_passes(wide, variant.model, len(seeds), False, max_memory, interventions=True)
     if rows_a_pass < P:
         raise InputError(f"the {len(cells)} patched runs of one pair would not fit in --max-memory in one pass", hint=
                          "patch fewer layers or positions at once, or raise --max-memory")

@@ -169,7 +169,7 @@ def run_variant(scenario: Scenario, variant: Variant, backend: Backend | None = 
     model without them, whose margins each Expectation keeps as `unablated`."""
     model = variant.model
     ablations = parse_all(ablate, scenario, model)
-    _, per_pass = plan_passes(scenario, model, 2 if ablations else 1, True, max_memory)
+    _, per_pass = plan_passes(scenario, model, 2 if ablations else 1, True, max_memory, bool(ablations))
     changes = None
     if ablations:
         compiled, changes = with_and_without(scenario, model, (model.seed,), ablations)
@@ -217,5 +217,5 @@ def run(scenario: Scenario | str, backend: Backend | str | None = None, max_memo
         backend = get_backend(backend or "numpy")
     for v in scenario.variants:  # refuse before any work, not after the first variant
         parse_all(ablate, scenario, v.model)
-        plan_passes(scenario, v.model, 2 if ablate else 1, True, max_memory)
+        plan_passes(scenario, v.model, 2 if ablate else 1, True, max_memory, bool(ablate))
     return Result(scenario, [run_variant(scenario, v, backend, max_memory, ablate) for v in scenario.variants])

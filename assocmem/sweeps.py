@@ -156,7 +156,7 @@ def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=No
         for (variant, d, t), ablations in zip(cells, resolved):
             cell = Cell(variant.name, variant.check, d, t)
             result.cells.append(cell)
-            chunk, per_pass = plan_passes(scenario, variant.model, copies * len(seeds), False, max_memory)
+            chunk, per_pass = plan_passes(scenario, variant.model, copies * len(seeds), False, max_memory, bool(ablate))
             chunk = max(1, chunk // copies)
             for start in range(0, len(seeds), chunk):
                 part = seeds[start:start + chunk]

@@ -3,6 +3,7 @@ shipped scenario (strict JSON), their tables and pictures, and hostile input as 
 import json
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT, cli_in_process, write
 
@@ -39,8 +40,13 @@ def test_every_command_works_on_every_shipped_scenario(path, tmp_path):
     out = cli_in_process("patch", path, "--from", "1", "--to", to, "--dim", "64", "--layer", "1", "--json",
                          "--plot", tmp_path)
     assert out.returncode == 0, out.stderr
-    pair = strict_json(out.stdout)["pairs"][0]
+    data = strict_json(out.stdout)
+    pair = data["pairs"][0]
     assert len(pair["grid_mean"]) == 1 and len(pair["grid_mean"][0]) == len(pair["positions"])
+    for png in tmp_path.glob("*.png"):  # the bar charts and the heatmap are whole PNGs
+        with Image.open(png) as im:
+            im.verify()
+    assert any(f.endswith("-patch1.png") for f in data["files"])
 
 
 @pytest.mark.parametrize("path", CHALLENGE, ids=lambda p: p.stem)
