@@ -141,6 +141,11 @@ def built_in_pipeline(name: str | None):
     return RECIPES[name]()
 
 
+def ablate_option():
+    return typer.Option(None, "--ablate", help="Leave something out, repeatable: rule:FILE:LINE or rule:RELATION, "
+                                                "layer:N or layer:N.S, position:I or position:TOKEN, concept:NAME.")
+
+
 def pick_backend(name: str):
     """The backend by name; auto's fallback note goes to stderr, so --json output stays clean."""
     from assocmem.backends import get_backend
@@ -196,6 +201,8 @@ def run(
     pipeline: Optional[str] = pipeline_option(),
     max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
+    ablate: Optional[list[str]] = ablate_option(),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the trace to this .npz file (assocmem.load_trace reads it)."),
 ) -> None:
     """Run every prompt of a scenario; exit 0 if every checked expectation holds, 1 if one fails, 2 on bad input."""
     from assocmem.report import markup, print_result, print_summary
@@ -213,7 +220,7 @@ def run(
             check_target(html, "an HTML report", keep=[scenario])
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
-        result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30))
+        result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30), ablate=ablate or ())
         files = []
         if plot is not None:
             from assocmem.plots import plot_result
@@ -221,6 +228,9 @@ def run(
         if html is not None:
             from assocmem.html_report import write_html
             files.append(write_html(result, html))
+        if save is not None:
+            from assocmem.traces import save_trace
+            files.append(save_trace(result, save))
     verdict = "every expectation holds" if result.passed else "an expectation failed"
     tables = (lambda con: print_summary(result, con)) if summary else \
         (lambda con: print_result(result, con, all_positions, top))
@@ -256,6 +266,7 @@ def sweep(
     backend: str = backend_option(),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run the cells as tasks on Dask: local:N (N "
                                             "worker processes here) or a running scheduler's address (needs assocmem[dask])."),
+    ablate: Optional[list[str]] = ablate_option(),
 ) -> None:
     """How often each expectation holds across seeds, dimensions and temperatures; exit 1 with --min-accuracy
     when a checked cell falls below it, 130 when interrupted."""
@@ -278,6 +289,12 @@ def sweep(
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))
+        from assocmem.ablations import parse_all
+        for v in sc.variants:  # a bad --ablate is refused before the progress bar starts
+            parse_all(ablate or (), sc, v.model)
+        if ablate and scheduler is not None:
+            raise InputError("--ablate does not run on a --scheduler yet",
+                             hint="run the ablated sweep without --scheduler (its passes hold both models)")
         total = len(plan(sc, dim_list, temp_list)) * seeds
         with ExitStack() as stack:
             about = {}
@@ -293,7 +310,7 @@ def sweep(
                 task = progress.add_task("sweep", total=total)
                 result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
                                    int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine,
-                                   **on)
+                                   ablate=ablate or (), **on)
             if scheduler is not None:
                 about = {"scheduler": cluster.describe(result)}
         files = []
@@ -311,6 +328,101 @@ def sweep(
               f"--min-accuracy {min_accuracy:g}", file=sys.stderr)
     emit({**result.to_dict(), **about}, files, as_json, lambda con: print_sweep(result, con))
     raise typer.Exit(130 if not result.complete else 1 if low else 0)
+
+
+@commands.command(short_help="Why it answered that: the margin change of every rule, layer and position removed.")
+def attribute(
+    scenario: Path = typer.Argument(..., help="A scenario YAML file."),
+    seeds: int = typer.Option(1, "--seeds", help="Codebooks: the model's seed and the ones after it; mean and spread over them."),
+    top: int = typer.Option(15, "--top", help="Rows each ranked table shows (--json has every one)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a bar chart per prompt into this folder."),
+    as_json: bool = flag("--json", "Print one JSON object instead of tables."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed (the first seed)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
+    pipeline: Optional[str] = pipeline_option(),
+    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use."),
+    backend: str = backend_option(),
+) -> None:
+    """Why did it answer that: for every prompt, the margin change when each memory row, layer, stage and earlier
+    position is removed alone, all in one batch; ranked, with file:line and whether the answer flips."""
+    from assocmem.attribution import attribute as run_attribute
+    from assocmem.intervention_tables import print_attribution
+    from assocmem.scenario import load_scenario
+
+    with user_errors():
+        if top < 1:
+            raise InputError(f"--top must be 1 or more, got {top}")
+        if not 0 < max_memory < math.inf:
+            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        sc = load_scenario(scenario, seed=seed, dim=dim, pipeline=built_in_pipeline(pipeline))
+        result = run_attribute(sc, seeds, pick_backend(backend), int(max_memory * 2**30))
+        files = []
+        if plot is not None:
+            from assocmem.intervention_plots import plot_attribution
+            files = plot_attribution(result, plot)
+    emit(result.to_dict(), files, as_json, lambda con: print_attribution(result, con, top))
+
+
+def parse_numbers(text: str | None, option: str, least: int) -> tuple[int, ...] | None:
+    """`1,2` or `0-8,12`: whole numbers from `least`, each at most 10^6 (no range is expanded past that)."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        a, dash, b = part.strip().partition("-")
+        if not (a.isdigit() and (not dash or b.isdigit())) or len(a) > 7 or len(b) > 7:
+            raise InputError(f"{option} must be numbers from {least} or ranges like 0-8, separated by commas, got {text!r}")
+        lo, hi = int(a), int(b) if dash else int(a)
+        if lo < least or hi < lo:
+            raise InputError(f"{option}: {part.strip()!r} is not a range of numbers from {least}")
+        out += range(lo, hi + 1)
+        if len(out) > 10**6:
+            raise InputError(f"{option} names more than a million numbers")
+    return tuple(out)
+
+
+@commands.command(short_help="Activation patching: one prompt's stream into another's, a grid of margins.")
+def patch(
+    scenario: Path = typer.Argument(..., help="A scenario YAML file."),
+    from_: Optional[str] = typer.Option(None, "--from", help="The prompt whose stream is copied: its name, number (from 1) or text."),
+    to: Optional[str] = typer.Option(None, "--to", help="The prompt that is run with the copied stream."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Patch before these layers (from 1), e.g. 1 or 1,2 (default all)."),
+    positions: Optional[str] = typer.Option(None, "--positions", help="These positions (from 0), e.g. 6 or 0-8 (default all both prompts have)."),
+    seeds: int = typer.Option(1, "--seeds", help="Codebooks: the model's seed and the ones after it; the grid is their mean."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="The variant to patch (default the first)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the patching heatmap of each pair into this folder."),
+    as_json: bool = flag("--json", "Print one JSON object instead of tables."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed (the first seed)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
+    pipeline: Optional[str] = pipeline_option(),
+    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use."),
+    backend: str = backend_option(),
+) -> None:
+    """Activation patching: run --to with its stream at each (layer, position) taken from --from's, all cells in one
+    batch, and print the patched margin as a grid (or the scenario's patch: entries)."""
+    from assocmem.intervention_tables import print_patching
+    from assocmem.patching import patch as run_patch
+    from assocmem.scenario import PatchSpec, load_scenario
+
+    with user_errors():
+        if (from_ is None) != (to is None):
+            raise InputError("--from and --to go together", hint="give both, or neither to run the scenario's patch: entries")
+        if not 0 < max_memory < math.inf:
+            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        layers, cells = parse_numbers(layer, "--layer", 1), parse_numbers(positions, "--positions", 0)
+        sc = load_scenario(scenario, seed=seed, dim=dim, pipeline=built_in_pipeline(pipeline))
+        if from_ is not None:
+            specs = [PatchSpec(from_, to, layers, cells)]
+        else:
+            from dataclasses import replace
+            specs = [replace(s, layers=layers or s.layers, positions=cells if cells is not None else s.positions)
+                     for s in sc.patches]
+        result = run_patch(sc, specs, seeds, pick_backend(backend), int(max_memory * 2**30), variant)
+        files = []
+        if plot is not None:
+            from assocmem.intervention_plots import plot_patching
+            files = plot_patching(result, plot)
+    emit(result.to_dict(), files, as_json, lambda con: print_patching(result, con))
 
 
 @commands.command(short_help="Validate a graph; its structure, crosstalk and pictures.")

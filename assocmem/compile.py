@@ -76,11 +76,12 @@ class Compiled:
         return embed(ids, lengths, self.vocab.vectors), lengths
 
 
-def compile_scenario(scenario, model: Model, seeds=None) -> Compiled:
-    """Codebooks for the given seeds (default: the model's seed), the memory compiled in each, prompts as ids."""
+def compile_scenario(scenario, model: Model, seeds=None, fresh=()) -> Compiled:
+    """Codebooks for the given seeds (default: the model's seed), the memory compiled in each, prompts as ids.
+    fresh: names given another random vector (a concept ablation: Vocabulary.build)."""
     seeds = tuple(seeds) if seeds is not None else (model.seed,)
     vocab = Vocabulary.build(scenario.vocabulary_names(), scenario.graph.concepts, seeds, model.dim,
-                             np.dtype(model.dtype))
+                             np.dtype(model.dtype), fresh)
     memory = compile_memory(scenario.graph.relations, vocab)
     index = vocab.index
     lengths = np.array([len(p.tokens) for p in scenario.prompts])

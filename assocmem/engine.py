@@ -9,6 +9,7 @@ import numpy as np
 from assocmem import readout
 from assocmem.backends import Backend, get_backend
 from assocmem.compile import Compiled
+from assocmem.interventions import Interventions
 from assocmem.layers import Inputs
 from assocmem.model import COLUMNS, KINDS, Layer, Model, Stage
 
@@ -69,13 +70,16 @@ class Trace:
 
 def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...],
                  temperature: float, sim: str, backend: Backend | None = None, record: bool = True,
-                 overwrite_tokens: bool = False) -> Trace:
+                 overwrite_tokens: bool = False, interventions: Interventions | None = None) -> Trace:
     """The whole model on one batch, on `backend` (default numpy).  Arrays in and out are numpy.
     tokens (S, P, T, d), lengths (P,), memory (S, M, d), vectors (S, V, d).  overwrite_tokens: the caller hands
-    `tokens` over, so the stream may be computed in them instead of in a copy (see forward)."""
+    `tokens` over, so the stream may be computed in them instead of in a copy (see forward); interventions: what
+    each batch row changes (ablations, patches), or None."""
     backend = backend or get_backend("numpy")
     on = [backend.asarray(a) for a in (tokens, lengths, memory_keys, memory_values, vectors)]
-    trace = forward(*on, pipeline, temperature, sim, backend, record, overwrite_tokens or on[0] is not tokens)
+    changes = interventions.on(backend) if interventions is not None else None
+    trace = forward(*on, pipeline, temperature, sim, backend, record, overwrite_tokens or on[0] is not tokens,
+                    changes)
     host = backend.to_numpy
     stages = [StageRecord(r.layer, r.index, r.stage, host(r.weights), tuple((n, host(w)) for n, w in r.parts))
               for r in trace.stages]
@@ -84,18 +88,32 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
 
 
 def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...], temperature: float,
-            sim: str, backend: Backend, record: bool = True, overwrite_tokens: bool = False) -> Trace:
+            sim: str, backend: Backend, record: bool = True, overwrite_tokens: bool = False,
+            changes: Interventions | None = None) -> Trace:
     """run_pipeline on arrays already on the backend; the Trace stays there too.
 
     Without recording, a run of identical one-stage layers of a repeatable kind (feedback) goes to the backend
     as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them.  With
     overwrite_tokens (tokens that are not the caller's), the stream is computed in `tokens` itself unless a stage
-    would read a token row after it was changed (reads_changed_tokens): no copy of the stream.
+    would read a token row after it was changed (reads_changed_tokens), or rows are patched or put back
+    (`changes`): no copy of the stream.  `changes` (on the backend): a patch is copied in before its layer, a
+    skipped stage's rows are put back as they were.
     """
     xp = backend.xp
-    X = tokens if overwrite_tokens and not reads_changed_tokens(pipeline) else tokens.copy()
-    inputs = Inputs(tokens, lengths, memory_keys, memory_values)
+    in_place = overwrite_tokens and changes is None and not reads_changed_tokens(pipeline)
+    changes = changes or Interventions()
+    if changes.patches(0):  # before layer 1 the stream is the tokens: a patch there swaps the token (values: tokens too)
+        tokens = xp.where(changes.patched[0][None, :, :, None], tokens[:, changes.source], tokens)
+    X = tokens if in_place else tokens.copy()
+    inputs = Inputs(tokens, lengths, memory_keys, memory_values, changes.kept_rows, changes.readable)
+    first_stage = [0]  # the pipeline-order number of each layer's first stage
+    for layer in pipeline:
+        first_stage.append(first_stage[-1] + len(layer.stages))
     records = []
+    # Rows that are still the same stream (Interventions.alike), where every skip is the same in every codebook.
+    same = None
+    if changes.alike is not None and (changes.skipped is None or changes.skipped.shape[1] == 1):
+        same = np.asarray(changes.alike).copy()
     lens_logits = [readout.logits(X, lengths, vectors, sim, xp)] if record else []
     lens_sim = [readout.lens_similarity(X, lengths, sim, xp)] if record else []
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below and named, not warned about
@@ -103,11 +121,24 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
         while l < len(pipeline):
             layer = pipeline[l]
             repeats = 1
+            if changes.patches(l):
+                cells = changes.patched[l][None, :, :, None]
+                X[...] = xp.where(cells, X[:, changes.source], X)
+                if same is not None:  # a patched row is a stream of its own from here on
+                    mine = np.nonzero(backend.to_numpy(changes.patched[l]).any(axis=1))[0]
+                    same[mine] = mine
+                    same = np.unique(same, return_index=True)[1][np.unique(same, return_inverse=True)[1]]
             if not record and len(layer.stages) == 1 and KINDS[layer.stages[0].kind].repeatable:
-                while l + repeats < len(pipeline) and pipeline[l + repeats] == layer:
+                while (l + repeats < len(pipeline) and pipeline[l + repeats] == layer and not changes.skips(
+                        first_stage[l + repeats]) and not changes.patches(l + repeats) and not changes.skips(first_stage[l])):
                     repeats += 1
             for s, stage in enumerate(layer.stages):
-                weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+                if same is not None:
+                    same, weights = _apply_shared(stage, X, inputs, changes, first_stage[l] + s, same, temperature, sim,
+                                                  backend, record, repeats)
+                else:
+                    weights = _apply_skipping(stage, X, inputs, changes, first_stage[l] + s, temperature, sim, backend,
+                                              record, repeats)
                 _check_finite(written(X, lengths, stage, xp), xp, l, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
@@ -165,6 +196,61 @@ def all_finite(X, xp) -> bool:
     return all(bool(xp.isfinite(flat[start:start + FINITE_CHUNK]).all()) for start in range(0, flat.size, FINITE_CHUNK))
 
 
+# Above this share of the rows still to run, a stage runs on every row in place: gathering the rows run and scattering
+# them back costs two copies of the stream, more than the shared rows save (long_context, feedback10: 2x faster).
+SHARED_AT_MOST = 0.75
+
+
+def _apply_skipping(stage: Stage, X, inputs: Inputs, changes: Interventions, number: int, temperature, sim,
+                    backend: Backend, record, repeats):
+    """apply_stage on every row, then the rows that skip it put back as they were (only those rows are copied)."""
+    if not changes.skips(number):
+        return apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+    xp = backend.xp
+    skip = changes.skipped[number]                                   # (S or 1, P)
+    rows = backend.asarray(np.nonzero(backend.to_numpy(skip).any(axis=0))[0])
+    saved = X[:, rows]
+    weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats)
+    X[:, rows] = xp.where(skip[:, rows][:, :, None, None], saved, X[:, rows])
+    if record:  # a skipped stage used nothing
+        weights, parts = weights if isinstance(weights, tuple) else (weights, ())
+        parts = tuple((name, xp.where(skip[:, :, None], 0, w)) for name, w in parts)
+        weights = xp.where(skip[:, :, None, None], 0, weights)
+        return (weights, parts) if parts else weights
+    return weights
+
+
+def _apply_shared(stage: Stage, X, inputs: Inputs, changes: Interventions, number: int, same, temperature, sim,
+                  backend: Backend, record, repeats):
+    """apply_stage on one row of each group of rows that are equal and that the stage changes alike, copied to the
+    rest of its group; skipped rows are left as they are.  Returns (same after the stage, weights for every row)."""
+    xp = backend.xp
+    reads = "memory" if KINDS[stage.kind].memory else "positions"
+    after, run = changes.shared(same, number, reads, backend.to_numpy)
+    if len(run) > SHARED_AT_MOST * len(after):  # little to share: run every row in place, put skipped rows back
+        return after, _apply_skipping(stage, X, inputs, changes, number, temperature, sim, backend, record, repeats)
+    slot = np.searchsorted(run, after)  # where each row's group sits among the rows run (for the rows not skipped)
+    live = np.isin(after, run)
+    on_run, on_live, on_slot = (backend.asarray(a) for a in (run, np.nonzero(live)[0], slot[live]))
+    cut = lambda a: None if a is None else a[:, on_run]  # noqa: E731
+    sub = X[:, on_run]
+    weights = apply_stage(stage, sub, Inputs(inputs.tokens[:, on_run], inputs.lengths[on_run], inputs.keys,
+                                             inputs.values, cut(inputs.kept_rows), cut(inputs.readable)),
+                          temperature, sim, backend, record, repeats)
+    X[:, on_live] = sub[:, on_slot]
+    if not record:
+        return after, None
+    weights, parts = weights if isinstance(weights, tuple) else (weights, ())
+
+    def spread(w):  # the rows run -> every row, zeros where skipped (a skipped stage used nothing)
+        full = xp.zeros((w.shape[0], len(after)) + w.shape[2:], dtype=w.dtype)
+        full[:, on_live] = w[:, on_slot]
+        return full
+
+    parts = tuple((name, spread(w)) for name, w in parts)
+    return after, (spread(weights), parts) if parts else spread(weights)
+
+
 def _check_finite(X, xp, l, repeats, stage, temperature, sim):
     if not all_finite(X, xp):
         where = f"layer {l + 1}" if repeats == 1 else f"layers {l + 1}-{l + repeats}"
@@ -184,12 +270,17 @@ class Pass:
 
 
 def passes(compiled: Compiled, model: Model, prompts, per_pass: int, backend: Backend | None = None,
-           record: bool = True) -> Iterator[Pass]:
-    """The prompts through the model, `per_pass` at a time, each pass with its margins: what a run and a sweep share."""
+           record: bool = True, interventions: Interventions | None = None) -> Iterator[Pass]:
+    """The prompts through the model, `per_pass` at a time, each pass with its margins: what a run and a sweep share.
+    interventions: per batch row (prompt) of the whole run, cut to each pass."""
     for start in range(0, len(prompts), per_pass):
         tokens, lengths = compiled.tokens(start, start + per_pass)
+        changes = None
+        if interventions is not None:
+            changes = interventions.take(np.arange(start, start + len(lengths))).cut_to(tokens.shape[2])
         trace = run_pipeline(tokens, lengths, compiled.memory.keys, compiled.memory.values, compiled.vocab.vectors,
-                             model.pipeline, model.temperature, model.similarity, backend, record, overwrite_tokens=True)
+                             model.pipeline, model.temperature, model.similarity, backend, record,
+                             overwrite_tokens=True, interventions=changes)
         part = tuple(prompts[start:start + per_pass])
         margins, winners = readout.expectation_margins(trace.logits, part, compiled.vocab)
         yield Pass(start, part, trace, margins, winners)

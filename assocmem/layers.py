@@ -25,6 +25,8 @@ class Inputs(NamedTuple):
     lengths: object
     keys: object      # the compiled memory (compile.Memory)
     values: object
+    kept_rows: object = None  # (S or 1, P, M) bool: the memory rows a batch row may read (None: all); an ablated rule is False
+    readable: object = None   # (S or 1, P, T) bool: the positions context reads and feedback means may use (None: all)
 
 
 def selected_positions(positions: str, lengths, T: int, xp=np):
@@ -39,11 +41,13 @@ def selected_positions(positions: str, lengths, T: int, xp=np):
     return {"all": j < L, "last": j == L - 1, "before_last": j < L - 1}[positions]
 
 
-def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, chunk_rows=None, softmax_rows=None):
+def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, chunk_rows=None, softmax_rows=None,
+                kept=None):
     """assoc (keys, values) and mlp (values, keys): x_i += mem(x_i, K, V) at the selected positions.
 
     Recording keeps every weight; otherwise the selected rows are read `chunk_rows` at a time, so the
-    score matrix stays small (see read_rows).
+    score matrix stays small (see read_rows).  kept (S or 1, P, M) bool: the rows each batch row may read; a
+    row left out gets no weight, as if the memory had been compiled without it (ablations).
     Shapes: X (S, P, T, d) updated in place, keys/values (S, M, d) -> weights (S, P, T, M) or None.
     """
     S, P, T, d = X.shape
@@ -58,16 +62,19 @@ def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, c
             for start in range(0, len(p), chunk):
                 pc, tc = p[start:start + chunk], t[start:start + chunk]
                 Q = unit(X[s, pc, tc], xp) if sim == "cosine" else X[s, pc, tc]
-                X[s, pc, tc] += read_rows(Q, K, values[s], temperature, "dot", xp, chunk_rows, softmax_rows)
+                rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]
+                X[s, pc, tc] += read_rows(Q, K, values[s], temperature, "dot", xp, chunk_rows, softmax_rows, rows)
         return None
     if bool((select.sum(axis=1) <= 1).all()):  # at most one position a prompt (`last`): read only those
         p, t = xp.nonzero(select)
-        read = mem(X[:, p, t], keys, values, temperature, sim, xp=xp)  # (S, n, d)
+        mask = None if kept is None else kept[:, p]
+        read = mem(X[:, p, t], keys, values, temperature, sim, mask, xp)  # (S, n, d)
         X[:, p, t] += read.value
         weights = xp.zeros((S, P, T, M), dtype=X.dtype)
         weights[:, p, t] = read.weights
         return weights
-    read = mem(X.reshape(S, P * T, d), keys, values, temperature, sim, xp=xp)  # one GEMM per codebook
+    mask = None if kept is None else xp.broadcast_to(kept[:, :, None, :], (kept.shape[0], P, T, M)).reshape(-1, P * T, M)
+    read = mem(X.reshape(S, P * T, d), keys, values, temperature, sim, mask, xp)  # one GEMM per codebook
     X += xp.where(select[None, :, :, None], read.value.reshape(S, P, T, d), 0)
     return xp.where(select[None, :, :, None], read.weights.reshape(S, P, T, M), 0)
 
@@ -84,12 +91,14 @@ def softmax_in_place(scores, xp=np):
     return scores.sum(axis=1, keepdims=True)
 
 
-def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax_rows=None):
+def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax_rows=None, kept=None):
     """mem(Q, K, V) without keeping the weights: per chunk of queries, one GEMM for the scores, the
     softmax in place, one GEMM for the values, then a division of the (n, d) result by the row sums
     instead of the (n, M) weights.  1/temperature is folded into the queries.
 
     softmax_rows(scores) -> row sums replaces the numpy softmax (the cupy backend fuses it into one kernel).
+    kept (n, M) bool: the rows each query may read (ablations); those queries take mem.softmax, which reads
+    nothing where no row is left.
     Shapes: Q (n, d), keys (M, d), values (M, d_v) -> (n, d_v).
     """
     softmax_rows = softmax_rows or (lambda scores: softmax_in_place(scores, xp))
@@ -102,19 +111,23 @@ def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax
         q = (unit(q, xp) if sim == "cosine" else q) * (1.0 / temperature)
         s = scores[: q.shape[0]]
         xp.matmul(q, K.T, out=s)
+        if kept is not None:
+            xp.matmul(softmax(s, kept[start:start + chunk], xp), values, out=out[start:start + q.shape[0]])
+            continue
         sums = softmax_rows(s)
         xp.matmul(s, values, out=out[start:start + q.shape[0]])
         out[start:start + q.shape[0]] /= sums
     return out
 
 
-def context_scan(X, tokens, select, temperature, sim, values="stream", xp=np, record=True):
+def context_scan(X, tokens, select, temperature, sim, values="stream", xp=np, record=True, readable=None):
     """x_i += mem(x_i, X[:i], V[:i]) for i in order, V = the stream (keys equal values) or the token vectors.
     Without recording, context_chunks does the same a chunk of positions at a time.
+    readable (S or 1, P, T) bool: the positions that may be read (an ablated position is False).
 
     Shapes: X, tokens (S, P, T, d); select (P, T) -> weights (S, P, T, T) (row i: attention of position i).
     """
-    if not record and (sim == "dot" or moderate_norms(X, xp)):
+    if not record and readable is None and (sim == "dot" or moderate_norms(X, xp)):
         return context_chunks(X, tokens, select, temperature, sim, values, xp)
     S, P, T, d = X.shape
     weights = xp.zeros((S, P, T, T), dtype=X.dtype) if record else None
@@ -125,7 +138,8 @@ def context_scan(X, tokens, select, temperature, sim, values="stream", xp=np, re
         if not bool(active.any()):
             continue
         vals = X[:, :, :i] if values == "stream" else tokens[:, :, :i]
-        read = mem(norm(X[:, :, i:i + 1]), keys[:, :, :i], vals, temperature, "dot", xp=xp)
+        mask = None if readable is None else readable[:, :, None, :i]
+        read = mem(norm(X[:, :, i:i + 1]), keys[:, :, :i], vals, temperature, "dot", mask, xp)
         X[:, :, i] += xp.where(active[None, :, None], read.value[:, :, 0], 0)
         keys[:, :, i] = norm(X[:, :, i])
         if record:
@@ -202,13 +216,14 @@ def context_chunks(X, tokens, select, temperature, sim, values="stream", xp=np, 
     return None
 
 
-def context_last(X, tokens, lengths, temperature, sim, values="stream", xp=np, record=True):
-    """context at the last position only: one masked read a prompt, no scan."""
+def context_last(X, tokens, lengths, temperature, sim, values="stream", xp=np, record=True, readable=None):
+    """context at the last position only: one masked read a prompt, no scan (readable: as for context_scan)."""
     S, P, T, d = X.shape
     p, last = xp.arange(P), lengths - 1
     earlier = xp.arange(T)[None, :] < last[:, None]  # (P, T)
+    earlier = earlier[None] if readable is None else earlier[None] & readable
     vals = X if values == "stream" else tokens
-    read = mem(X[:, p, last][:, :, None], X, vals, temperature, sim, mask=earlier[None, :, None, :], xp=xp)
+    read = mem(X[:, p, last][:, :, None], X, vals, temperature, sim, mask=earlier[:, :, None, :], xp=xp)
     X[:, p, last] += read.value[:, :, 0]
     if not record:
         return None
@@ -249,7 +264,7 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
     the prefix the position after the found one would have, so step k+1 reads what followed it.  With `fallback:
     previous`, step 0's null-slot weight reads the position before instead (`X ?` asks the memory about X).
 
-    Shapes: query (S, P, d); keys, values (S, P, T, d); earlier (P, T) bool, the positions it may read;
+    Shapes: query (S, P, d); keys, values (S, P, T, d); earlier (S or 1, P, T) bool, the positions it may read;
     previous (P,) int, the position before; rows: the rows before it, for chain_reads (with hops > 1)
     -> (added (S, P, d), weights (S, P, T): what each position contributed).  A list `parts` gets each read's
     own weights, (name, (S, P, T)): "step k", and "hop m.t" for chain_reads.  tails (T,), query_tail (P,) or a
@@ -261,7 +276,7 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
     q, q_tail = query, query_tail
     for k in range(stage.steps):
         scores = score(q, q_tail) / temperature                                            # (S, P, T)
-        scores = xp.where(earlier[None], scores, -xp.inf)
+        scores = xp.where(earlier, scores, -xp.inf)
         if stage.threshold is not None:
             null = xp.full((S, P, 1), stage.threshold / temperature, dtype=keys.dtype)
             w = softmax(xp.concatenate([scores, null], axis=-1), xp=xp)
@@ -274,6 +289,7 @@ def prefix_read(query, keys, values, earlier, previous, stage: Stage, temperatur
             parts.append((f"step {k + 1}", w))
         if k == 0 and stage.fallback == "previous":
             ok = previous >= 0
+            missed = missed * earlier[:, xp.arange(P), xp.maximum(previous, 0)]  # an ablated position reads nothing
             weights[:, xp.arange(P)[ok], previous[ok]] += missed[:, ok]
         q, q_tail = next_prefix(found, q, stage.decay, xp), stage.decay ** 2 * q_tail
     if stage.hops > 1:
@@ -339,7 +355,7 @@ def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, 
     matched mass, so a chain that found nothing adds nothing.
 
     Shapes: rows (S, P, hops + 1, d), rows[:, :, k - 1] = x_{i-k}; score: scorer() of the prefixes; values
-    (S, P, T, d); earlier (P, T); valid (P,) int, the rows before i -> weights (S, P, T): what each position's
+    (S, P, T, d); earlier (S or 1, P, T); valid (P,) int, the rows before i -> weights (S, P, T): what each position's
     value adds.
     """
     S, P, T, d = values.shape
@@ -353,7 +369,7 @@ def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, 
             scores = score(q)
             if t < m:  # leave out what the question itself says comes next
                 scores = scores - like(rows[:, :, m - t - 1])
-            scores = xp.where(earlier[None], scores / temperature, -xp.inf)
+            scores = xp.where(earlier, scores / temperature, -xp.inf)
             w = softmax(xp.concatenate([scores, null], axis=-1), xp=xp)
             w, missed = w[..., :T], w[..., T]
             v = (w[:, :, None, :] @ values)[:, :, 0]
@@ -371,13 +387,14 @@ def chain_reads(rows, score, values, earlier, valid, stage: Stage, temperature, 
 PREFIX_GROUP_BYTES = 16 * 2**20
 
 
-def context_prefix(X, tokens, select, stage: Stage, temperature, sim, xp=np, record=True):
+def context_prefix(X, tokens, select, stage: Stage, temperature, sim, xp=np, record=True, readable=None):
     """context with `match: prefix`: each selected position i reads what stood where the rows before it match its
     own rows before (prefixes()), in order and in place.  Values are the tokens or the stream, as for context.
 
     Shapes: X, tokens (S, P, T, d); select (P, T) -> weights (S, P, T, T) (row i: what position i read).  Recording
     one position a prompt (`last`), it returns (weights, parts): each step's and hop's own weights at that
-    position, (name, (S, P, T)), so a report can show every hop.
+    position, (name, (S, P, T)), so a report can show every hop.  readable: as for context_scan; a left-out
+    position is neither matched nor read (its row still stands in the prefixes of the positions after it).
     """
     S, P, T, d = X.shape
     weights = xp.zeros((S, P, T, T), dtype=X.dtype) if record else None
@@ -394,7 +411,8 @@ def context_prefix(X, tokens, select, stage: Stage, temperature, sim, xp=np, rec
             i = select[p].argmax(axis=1)
             keys = prefixes(X[:, p], stage.decay, xp)
             values = (X if stage.values == "stream" else tokens)[:, p]
-            earlier = positions[None, :] < i[:, None]
+            earlier = (positions[None, :] < i[:, None])[None]
+            earlier = earlier if readable is None else earlier & readable[:, p]
             parts = [] if record else None
             added, w = prefix_read(keys[:, xp.arange(len(p)), i], keys, values, earlier, i - 1, stage, temperature,
                                    sim, xp, rows_before(X[:, p], i, stage.hops, xp), parts,
@@ -421,7 +439,7 @@ def context_prefix(X, tokens, select, stage: Stage, temperature, sim, xp=np, rec
         if not bool(active.any()):
             continue
         values = (X if stage.values == "stream" else tokens)[:, :, :i]
-        earlier = xp.ones((P, i), dtype=bool)
+        earlier = xp.ones((1, P, i), dtype=bool) if readable is None else readable[:, :, :i]
         added, w = prefix_read(keys[:, :, i], keys[:, :, :i], values, earlier, xp.full(P, i - 1), stage, temperature,
                                sim, xp, rows_before(X, xp.full(P, i), stage.hops, xp), None,
                                tail(positions[:i], stage.decay, xp), tail(i, stage.decay, xp))
@@ -431,13 +449,19 @@ def context_prefix(X, tokens, select, stage: Stage, temperature, sim, xp=np, rec
     return weights
 
 
-def feedback_scan(X, lengths, stage: Stage, repeats: int = 1, xp=np):
-    """`repeats` feedback stages on the whole batch, in place.  Shapes: X (S, P, T, d), lengths (P,).
+def feedback_scan(X, lengths, stage: Stage, repeats: int = 1, xp=np, readable=None):
+    """`repeats` feedback stages on the whole batch, in place.  Shapes: X (S, P, T, d), lengths (P,), readable
+    (S or 1, P, T) bool or None: the rows a mean may use (feedback_readable).
 
     Works on a position-major copy, where each position's rows are contiguous (see feedback_positions).
     """
     S, P, T, d = X.shape
     Y = xp.ascontiguousarray(X.reshape(S * P, T, d).transpose(1, 0, 2))
+    if readable is not None:
+        rows = xp.broadcast_to(readable, (S, P, T)).reshape(S * P, T).T
+        feedback_readable(Y, xp.tile(lengths, S), stage, rows, repeats, xp)
+        X[...] = Y.transpose(1, 0, 2).reshape(S, P, T, d)
+        return
     feedback_positions(Y, xp.tile(lengths, S), stage, repeats, xp)
     X[...] = Y.transpose(1, 0, 2).reshape(S, P, T, d)
 
@@ -483,7 +507,35 @@ def feedback_positions(Y, lengths, stage: Stage, repeats: int = 1, xp=np):
                 xp.copyto(Y[i], row, where=active[i][:, None])
 
 
-def feedback_weights(lengths, stage: Stage, S: int, T: int, dtype, xp=np):
+def feedback_readable(Y, lengths, stage: Stage, readable, repeats: int = 1, xp=np):
+    """feedback_positions where some rows may not be averaged (ablated positions): the mean at i is over the
+    readable rows of X[i-w:i], k of them, and a position with none left keeps its row, as position 0 does.
+    The same running sum, each row weighted by its readability (0 or 1), so counts stay exact.
+    Shapes: Y (T, n, d) position-major, updated in place; lengths (n,); readable (T, n) bool."""
+    T, n, d = Y.shape
+    active = selected_positions(stage.positions, lengths, T, xp).T  # (T, n)
+    r = readable.astype(Y.dtype)[:, :, None]                         # (T, n, 1)
+    sign = 1.0 if stage.sign == "plus" else -1.0
+    for _ in range(repeats):
+        total = xp.zeros((n, d), dtype=Y.dtype)
+        k = xp.zeros((n, 1), dtype=Y.dtype)
+        for i in range(1, T):
+            total += r[i - 1] * Y[i - 1]
+            k += r[i - 1]
+            drop = i - 1 - stage.window if stage.window else -1  # the row that leaves the window
+            if drop >= 0:
+                total -= r[drop] * Y[drop]
+                k -= r[drop]
+            if stage.norm == "rms":  # RMSnorm(x -/+ total / k) = (k x -/+ total) / sqrt(|k x -/+ total|^2 + eps k^2 d)
+                row = k * Y[i] + sign * total
+                row = row / (xp.sqrt(sum_squares(row, xp)[:, None] + RMS_EPS * k * k * d) + (k == 0))  # k = 0: kept
+            else:
+                row = Y[i] + sign * total / xp.maximum(k, 1)
+            update = active[i] & (k[:, 0] > 0)
+            Y[i] = xp.where(update[:, None], row, Y[i])
+
+
+def feedback_weights(lengths, stage: Stage, S: int, T: int, dtype, xp=np, readable=None):
     """The averaging weights feedback_positions uses: row i holds 1/k on the k rows it averages, X[i-k:i] with
     k = min(i, window), and zeros where position i is not updated (position 0 has no past).
     Shapes: lengths (P,) -> (S, P, T, T), a read-only view shared by the S codebooks.
@@ -494,7 +546,14 @@ def feedback_weights(lengths, stage: Stage, S: int, T: int, dtype, xp=np):
            [0.5, 0.5, 0. ]])
     >>> feedback_weights(np.array([3]), Stage("feedback", window=1), 1, 3, float)[0, 0, 2]
     array([0., 1., 0.])
+    >>> feedback_weights(np.array([3]), Stage("feedback"), 1, 3, float, readable=np.array([[[False, True, True]]]))[0, 0, 2]
+    array([0., 1., 0.])
     """
+    if readable is not None:  # 1/k on the readable rows of each window (feedback_readable)
+        plain = feedback_weights(lengths, stage, 1, T, dtype, xp)[0] > 0      # (P, T, T)
+        used = plain[None] & readable[:, :, None, :]                          # (S or 1, P, T, T)
+        k = used.sum(axis=-1, keepdims=True)
+        return xp.broadcast_to(xp.where(used, 1.0 / xp.maximum(k, 1), 0.0).astype(dtype), (S, len(lengths), T, T))
     i, j = xp.arange(T)[:, None], xp.arange(T)[None, :]
     k = xp.minimum(i, stage.window) if stage.window else i  # as `k` in feedback_positions
     weights = xp.where((j < i) & (j >= i - k), 1.0 / xp.maximum(k, 1), 0.0).astype(dtype)  # (T, T)

@@ -52,6 +52,7 @@ class Expectation:
     expect: str
     winner: str
     margin: float   # logit(expect) - best other candidate's logit; > 0 means PASS
+    unablated: float | None = None  # the margin without the run's ablations, where it has some
 
     @property
     def passed(self) -> bool:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from assocmem.focus import SHOWN, top_k
-from assocmem.readout import competing
+from assocmem.readout import competing, share_held
 from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, VariantRun
 
 PART_SHOWN = 0.1  # a step or hop of a prefix read gets its own line where it put at least this on one position
@@ -76,6 +76,8 @@ def print_variant(run: VariantRun, console: Console, all_positions: bool, top: i
         console.print(Text(visible(run.variant.description.strip(), keep="\n\t"), style="dim"))
     console.print(f"dim {m.dim} · seed {m.seed} · temperature {m.temperature:g} · similarity {m.similarity} · "
                   f"{m.dtype} · {len(m.pipeline)} layers · {len(run.names)} names · {len(run.memory_rows)} memory rows")
+    for a in run.ablations:
+        console.print(Text("ablated: ", style="bold yellow") + Text(visible(a.what)))
     for j, p in enumerate(run.prompts):
         print_prompt(run, j, p, console, all_positions, top)
 
@@ -113,6 +115,8 @@ def print_prompt(run: VariantRun, j: int, p: PromptRun, console: Console, all_po
         verdict = Text("PASS", style="bold green") if e.passed else Text("FAIL", style="bold red")
         note = "" if run.variant.check else " (not checked)"
         margin = f"margin {e.margin:+.3f}" if np.isfinite(e.margin) else NO_MARGIN
+        if e.unablated is not None and np.isfinite(e.unablated):
+            margin += f" (unablated {e.unablated:+.3f})"
         console.print(verdict + Text(f"  expect {token_label(e.expect)}: winner {token_label(e.winner)}, "
                                      f"{margin}{note}"))
 
@@ -215,8 +219,16 @@ def print_sweep(result, console: Console) -> None:
                       Text(_share(acc), style=style if acc == acc else ""), _signed(np.nanmean, c.margins),
                       _signed(np.nanmin, c.margins), most)
     console.print(table)
+    for a in result.ablations:
+        console.print(Text("ablated: ", style="bold yellow") + Text(visible(a.what)))
+    for c in result.cells:
+        if c.unablated is not None:
+            console.print(f"{markup(c.variant)} d={c.dim} T={c.temperature:g} without the ablations: accuracy "
+                          f"{_share(share_held(c.unablated))}, mean margin {_signed(np.nanmean, c.unablated)}")
     per = Table(title="per prompt", title_justify="left")
-    for col in ("prompt", "variant", "dim", "T", "accuracy", "mean margin", "worst margin"):
+    ablated = any(c.unablated is not None for c in result.cells)
+    for col in ("prompt", "variant", "dim", "T", "accuracy", "mean margin", "worst margin") + (
+            ("unablated mean margin",) if ablated else ()):
         per.add_column(col, justify="left" if col in ("prompt", "variant") else "right")
     for j, p in enumerate(prompts):
         if p.expect is None:
@@ -224,7 +236,8 @@ def print_sweep(result, console: Console) -> None:
         for c in result.cells:
             if c.margins is not None:
                 per.add_row(markup(p.label), markup(c.variant), str(c.dim), f"{c.temperature:g}",
-                            _share(c.accuracy(j)), _signed(np.nanmean, c.margins[:, j]), _signed(np.nanmin, c.margins[:, j]))
+                            _share(c.accuracy(j)), _signed(np.nanmean, c.margins[:, j]), _signed(np.nanmin, c.margins[:, j]),
+                            *((_signed(np.nanmean, c.unablated[:, j]),) if c.unablated is not None else ()))
     console.print(per)
     total = result.accuracy
     console.print("accuracy over every checked cell: " + (f"{total:.4f}" if total == total else

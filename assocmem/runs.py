@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assocmem.ablations import parse_all, with_and_without
 from assocmem.backends import Backend, get_backend
 from assocmem.budget import DEFAULT_MAX_MEMORY, plan_passes
 from assocmem.compile import compile_scenario
@@ -87,6 +88,7 @@ class VariantRun:
     names: tuple[str, ...]       # the vocabulary, the logits' columns
     memory_rows: tuple           # graph.Relation per memory row
     prompts: list[PromptRun]
+    ablations: tuple = ()        # ablations.Ablation: what this run left out (its traces are the ablated model's)
 
     @property
     def passed(self) -> bool:
@@ -108,6 +110,7 @@ class VariantRun:
             "vocabulary": list(self.names),
             "memory": [{"row": i, "relation": r.label, "kind": r.kind, "source": str(r.source)}
                        for i, r in enumerate(self.memory_rows)],
+            **({"ablated": [a.to_dict() for a in self.ablations]} if self.ablations else {}),
             "prompts": [self._prompt_dict(p) for p in self.prompts],
         }
 
@@ -128,6 +131,7 @@ class VariantRun:
             "candidates": competing(p.prompt, self.names), "candidates_given": bool(p.prompt.candidates),
             "passed": e.passed if e else None, "margin": e.margin if e and not alone else None,
             **({"margin_note": NO_MARGIN} if alone else {}), "winner": e.winner if e else None,
+            **({"margin_unablated": e.unablated if e and np.isfinite(e.unablated) else None} if self.ablations else {}),
             "logits": _named(self.names, p.logits), "embedding_logits_last": _named(self.names, p.lens_logits[0]),
             "layers": layers,
         }
@@ -159,14 +163,22 @@ def _named(names, values) -> dict:
 
 
 def run_variant(scenario: Scenario, variant: Variant, backend: Backend | None = None,
-                max_memory: int = DEFAULT_MAX_MEMORY) -> VariantRun:
-    """Every prompt through one variant with the model's seed, in as many passes as max_memory needs."""
+                max_memory: int = DEFAULT_MAX_MEMORY, ablate=()) -> VariantRun:
+    """Every prompt through one variant with the model's seed, in as many passes as max_memory needs.  ablate:
+    `--ablate` specs, all applied together; the traces are then the ablated model's, in the same batch as the
+    model without them, whose margins each Expectation keeps as `unablated`."""
     model = variant.model
-    _, per_pass = plan_passes(scenario, model, 1, True, max_memory)
-    compiled = compile_scenario(scenario, model)
+    ablations = parse_all(ablate, scenario, model)
+    _, per_pass = plan_passes(scenario, model, 2 if ablations else 1, True, max_memory, bool(ablations))
+    changes = None
+    if ablations:
+        compiled, changes = with_and_without(scenario, model, (model.seed,), ablations)
+    else:
+        compiled = compile_scenario(scenario, model)
+    shown = 1 if ablations else 0  # the codebook whose traces are shown: the ablated one
     rows = tuple(Column(r.label, source=str(r.source)) for r in compiled.memory.rows)
     prompts = []
-    for part in passes(compiled, model, scenario.prompts, per_pass, backend, record=True):
+    for part in passes(compiled, model, scenario.prompts, per_pass, backend, record=True, interventions=changes):
         trace = part.trace
         for j, prompt in enumerate(part.prompts):
             T = len(prompt.tokens)
@@ -174,22 +186,25 @@ def run_variant(scenario: Scenario, variant: Variant, backend: Backend | None = 
             attention = []
             for r in trace.stages:  # one prompt's rows and columns, the padding cut
                 columns = rows if r.over == "memory" else positions
-                parts = tuple((name, w[0, j, :len(columns)]) for name, w in r.parts)
-                attention.append(Attention(r.layer, r.index, r.stage, columns, r.weights[0, j, :T, :len(columns)],
+                parts = tuple((name, w[shown, j, :len(columns)]) for name, w in r.parts)
+                attention.append(Attention(r.layer, r.index, r.stage, columns, r.weights[shown, j, :T, :len(columns)],
                                            parts))
             expectation = None
             if prompt.expect is not None:
-                expectation = Expectation(prompt.expect, compiled.vocab.names[part.winners[0, j]],
-                                          float(part.margins[0, j]))
-            prompts.append(PromptRun(prompt, trace.logits[0, j], trace.lens_logits[0, j],
-                                     trace.lens_similarity[0, j, :, :T], trace.stream[0, j, :T], attention, expectation))
-    return VariantRun(scenario, variant, compiled.vocab.names, compiled.memory.rows, prompts)
+                expectation = Expectation(prompt.expect, compiled.vocab.names[part.winners[shown, j]],
+                                          float(part.margins[shown, j]),
+                                          float(part.margins[0, j]) if ablations else None)
+            prompts.append(PromptRun(prompt, trace.logits[shown, j], trace.lens_logits[shown, j],
+                                     trace.lens_similarity[shown, j, :, :T], trace.stream[shown, j, :T], attention,
+                                     expectation))
+    return VariantRun(scenario, variant, compiled.vocab.names, compiled.memory.rows, prompts, ablations)
 
 
 def run(scenario: Scenario | str, backend: Backend | str | None = None, max_memory: int = DEFAULT_MAX_MEMORY,
-        **overrides) -> Result:
+        ablate=(), **overrides) -> Result:
     """Run every variant of a scenario.  `scenario` may be a path; backend: a Backend or a name (numpy, cupy,
-    auto); overrides: dim, seed, temperature, similarity, dtype.
+    auto); ablate: `--ablate` specs (ablations.parse), e.g. ["rule:ВКУСНАЯ = КАШУ", "position:6"], applied
+    together, with each margin shown beside the unablated one; overrides: dim, seed, temperature, similarity, dtype.
 
     >>> result = run("scenarios/pronoun.yaml")            # doctest: +SKIP
     >>> result                                            # doctest: +SKIP
@@ -201,5 +216,6 @@ def run(scenario: Scenario | str, backend: Backend | str | None = None, max_memo
     if backend is None or isinstance(backend, str):
         backend = get_backend(backend or "numpy")
     for v in scenario.variants:  # refuse before any work, not after the first variant
-        plan_passes(scenario, v.model, 1, True, max_memory)
-    return Result(scenario, [run_variant(scenario, v, backend, max_memory) for v in scenario.variants])
+        parse_all(ablate, scenario, v.model)
+        plan_passes(scenario, v.model, 2 if ablate else 1, True, max_memory, bool(ablate))
+    return Result(scenario, [run_variant(scenario, v, backend, max_memory, ablate) for v in scenario.variants])

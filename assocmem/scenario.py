@@ -12,7 +12,9 @@ from assocmem.graph import Graph, concept_order, parse_concept, parse_relation
 from assocmem.mem import SIMILARITIES
 from assocmem.model import DTYPES, KINDS, MODEL_KEYS, RECIPES, Layer, Model, Option, Stage
 
-SCENARIO_KEYS = ("name", "description", "graph", "relations", "concepts", "tokenizer", "model", "variants", "prompts")
+SCENARIO_KEYS = ("name", "description", "graph", "relations", "concepts", "tokenizer", "model", "variants", "prompts",
+                 "patch")
+PATCH_KEYS = ("from", "to", "layers", "positions")
 VARIANT_KEYS = ("description", "check") + MODEL_KEYS
 GRAPH_KEYS = ("description", "relations", "concepts")
 PROMPT_KEYS = ("text", "expect", "candidates", "name")
@@ -37,6 +39,18 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class PatchSpec:
+    """A `patch:` entry: run `to` with its stream at (layer, position) taken from `from`'s (patching.py).
+    from_ and to name prompts (a name, a number from 1, or the text); layers and positions: None for all."""
+
+    from_: str
+    to: str
+    layers: tuple[int, ...] | None = None
+    positions: tuple[int, ...] | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class Variant:
     """A named model to run the prompts through.  `check` False: its expectations are shown, not enforced."""
 
@@ -55,6 +69,7 @@ class Scenario:
     prompts: tuple[Prompt, ...]
     tokenizer: str = "words"
     description: str = ""
+    patches: tuple[PatchSpec, ...] = ()
 
     @property
     def model(self) -> Model:
@@ -117,7 +132,7 @@ def load_scenario(path: Path | str, **overrides) -> Scenario:
     prompts = _prompts(doc, data.get("prompts"), tokenizer)
     name = _string(doc, ("name",), data["name"]) if "name" in data else doc.path.stem
     description = _string(doc, ("description",), data["description"]) if data.get("description") else ""
-    scenario = Scenario(name, doc.path, graph, variants, prompts, tokenizer, description)
+    scenario = Scenario(name, doc.path, graph, variants, prompts, tokenizer, description, _patches(doc, data.get("patch")))
     _check_tokens(doc, scenario)
     return scenario
 
@@ -315,6 +330,41 @@ def _option(doc, where, value, option: Option):
     if option.maximum is not None and number > option.maximum:
         raise doc.error(where, f"{where[-1]} must be at most {option.maximum:g}, got {number}")
     return number
+
+
+def _patches(doc, data) -> tuple[PatchSpec, ...]:
+    """`patch: [{from: PROMPT, to: PROMPT, layers: [1, 2], positions: [6]}]` (layers from 1, positions from 0)."""
+    if data is None:
+        return ()
+    if not isinstance(data, list) or not data:
+        raise doc.error(("patch",), "patch must be a non-empty list of {from: PROMPT, to: PROMPT}",
+                        "e.g. patch: [{from: 1, to: 2}]")
+    out = []
+    for i, item in enumerate(data):
+        here = ("patch", i)
+        if not isinstance(item, dict):
+            raise doc.error(here, f"a patch entry must be a mapping, got {_kind(item)}", "e.g. {from: 1, to: 2}")
+        _check_keys(doc, here, item, PATCH_KEYS)
+        for key in ("from", "to"):
+            if key not in item:
+                raise doc.error(here, f"patch entry has no {key}", "name a prompt by its name, number (from 1) or text")
+        lists = {}
+        for key, least in (("layers", 1), ("positions", 0)):
+            if key not in item:
+                continue
+            raw = item[key] if isinstance(item[key], list) else [item[key]]
+            if not raw:
+                raise doc.error(here + (key,), f"{key} must not be empty (leave it out for all)")
+            numbers = []
+            for j, v in enumerate(raw):
+                where = here + (key,) + ((j,) if isinstance(item[key], list) else ())
+                if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                    raise doc.error(where, f"{key} must be whole numbers from {least}, got {doc.raw.get(where, v)!r}")
+                numbers.append(v)
+            lists[key] = tuple(numbers)
+        out.append(PatchSpec(_string(doc, here + ("from",), item["from"]), _string(doc, here + ("to",), item["to"]),
+                             lists.get("layers"), lists.get("positions"), doc.line(here)))
+    return tuple(out)
 
 
 def tokenize(text: str, tokenizer: str) -> tuple[str, ...]:

@@ -9,10 +9,12 @@ from queue import Empty, SimpleQueue
 
 import numpy as np
 
+from assocmem.ablations import parse_all, with_and_without
 from assocmem.backends import Backend, get_backend
 from assocmem.budget import DEFAULT_MAX_MEMORY, plan_passes
 from assocmem.compile import compile_scenario
 from assocmem.engine import passes
+from assocmem.errors import InputError
 from assocmem.readout import holds, share_held
 from assocmem.scenario import Scenario, Variant, load_scenario
 
@@ -27,6 +29,7 @@ class Cell:
     temperature: float
     seeds: list[int] = field(default_factory=list)
     margins: np.ndarray | None = None
+    unablated: np.ndarray | None = None  # (seeds, prompts): the margins without the sweep's ablations, if any
 
     def accuracy(self, prompt: int | None = None) -> float:
         """The share of (seed, prompt) pairs whose expectation holds, of one prompt or of all."""
@@ -46,6 +49,7 @@ class SweepResult:
     scenario: Scenario
     cells: list[Cell]
     complete: bool = True
+    ablations: tuple = ()  # ablations.Ablation, applied together: `margins` are the ablated model's
 
     @property
     def accuracy(self) -> float:
@@ -71,16 +75,21 @@ class SweepResult:
                                                 "no prompt expects anything, or interrupted first)"),
             "complete": self.complete,
             "seeds": len(self.cells[0].seeds) if self.cells else 0,
+            **({"ablated": [a.to_dict() for a in self.ablations]} if self.ablations else {}),
             "cells": [
                 {"variant": c.variant, "check": c.check, "dim": c.dim, "temperature": c.temperature,
                  "seeds": [min(c.seeds), max(c.seeds)] if c.seeds else [], **_runs(c.seeds),
                  **_share("accuracy", c.accuracy(), "no prompt expects anything"),
                  **_margin("mean_margin", np.nanmean, c.margins), **_margin("worst_margin", np.nanmin, c.margins),
+                 **(_share("accuracy_unablated", share_held(c.unablated), "no prompt expects anything") |
+                    _margin("mean_margin_unablated", np.nanmean, c.unablated) if c.unablated is not None else {}),
                  "prompts": [{"prompt": p.label, **_share("accuracy", c.accuracy(j), "expects nothing"),
                               **(_margin("mean_margin", np.nanmean, c.margins[:, j]) if p.expect else
                                  {"mean_margin": None}),
                               **(_margin("worst_margin", np.nanmin, c.margins[:, j]) if p.expect else
-                                 {"worst_margin": None})}
+                                 {"worst_margin": None}),
+                              **(_margin("mean_margin_unablated", np.nanmean, c.unablated[:, j])
+                                 if c.unablated is not None and p.expect else {})}
                              for j, p in enumerate(prompts)]}
                 for c in self.cells if c.margins is not None
             ],
@@ -114,14 +123,19 @@ def _margin(key: str, reduce, margins) -> dict:
 
 
 def run_cell(scenario: Scenario, variant: Variant, seeds, backend: Backend | None = None,
-             prompts_per_pass: int | None = None) -> np.ndarray:
+             prompts_per_pass: int | None = None, ablations=()) -> np.ndarray:
     """Margins (len(seeds), prompts) of one variant: every seed in one batched pass, the prompts in passes
-    of prompts_per_pass (default all)."""
+    of prompts_per_pass (default all).  With ablations (ablations.Ablation), the same pass also runs every seed
+    with them, and the margins are (2 x len(seeds), prompts): without, then with."""
     model = variant.model
-    compiled = compile_scenario(scenario, model, seeds)
+    changes = None
+    if ablations:
+        compiled, changes = with_and_without(scenario, model, seeds, ablations)
+    else:
+        compiled = compile_scenario(scenario, model, seeds)
     step = prompts_per_pass or len(scenario.prompts)
-    return np.concatenate([p.margins for p in passes(compiled, model, scenario.prompts, step, backend, record=False)],
-                          axis=1)
+    return np.concatenate([p.margins for p in passes(compiled, model, scenario.prompts, step, backend, record=False,
+                                                     interventions=changes)], axis=1)
 
 
 def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant, int, float]]:
@@ -141,10 +155,15 @@ def plan(scenario: Scenario, dims=None, temperatures=None) -> list[tuple[Variant
 SEED_BLOCK = 64
 
 
-def seed_blocks(scenario: Scenario, variant: Variant, seeds: list, max_memory: int) -> tuple[list[list], int]:
+def seed_blocks(scenario: Scenario, variant: Variant, seeds: list, max_memory: int,
+                ablating: bool = False) -> tuple[list[list], int]:
     """The passes of one cell: its seeds in consecutive blocks of at most SEED_BLOCK (fewer where the budget says
-    so), and the prompts a pass (all, unless not even one seed's prompts fit)."""
-    chunk, per_pass = plan_passes(scenario, variant.model, min(len(seeds), SEED_BLOCK), False, max_memory)
+    so), and the prompts a pass (all, unless not even one seed's prompts fit).  Ablating, every seed runs twice in
+    its pass (without and with the ablations), so a block holds half as many."""
+    copies = 2 if ablating else 1
+    chunk, per_pass = plan_passes(scenario, variant.model, copies * min(len(seeds), SEED_BLOCK), False, max_memory,
+                                  ablating)
+    chunk = max(1, chunk // copies)
     return [seeds[i:i + chunk] for i in range(0, len(seeds), chunk)], per_pass
 
 
@@ -169,7 +188,7 @@ def task_backend(name: str, threads: int | None) -> Backend:
 
 def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=None,
           max_memory: int = DEFAULT_MAX_MEMORY, on_step=None, backend: Backend | str | None = None,
-          executor: Executor | None = None, blocks_per_task: int = 1, task_threads=1,
+          executor: Executor | None = None, blocks_per_task: int = 1, task_threads=1, ablate=(),
           **overrides) -> SweepResult:
     """Every cell over every seed.  `scenario` may be a path (overrides: dim, seed, ... as for run()); `seeds` a
     count (seeds 0..n-1) or the seeds themselves; backend a Backend or a name.  on_step(n_seeds_done) is called
@@ -182,6 +201,9 @@ def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=No
     workers start).  The margins are those of the same sweep without one, bit for bit, whatever the chunking and
     the order tasks finish in.  A task's error cancels the rest and is raised here.
 
+    ablate: `--ablate` specs, applied together; each cell's margins are then the ablated model's, and `unablated`
+    holds the margins without them, from the same passes (not with an executor, yet).
+
     >>> sweep("scenarios/pronoun.yaml", seeds=3).accuracy  # doctest: +SKIP
     1.0
     """
@@ -190,18 +212,26 @@ def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=No
     if executor is None and (backend is None or isinstance(backend, str)):
         backend = get_backend(backend or "numpy")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    cells = plan(scenario, dims, temperatures)
+    resolved = [parse_all(ablate, scenario, variant.model) for variant, _, _ in cells]  # refuse before any work
     if executor is not None:
+        if ablate:
+            raise InputError("--ablate does not run on a --scheduler yet",
+                             hint="run the ablated sweep without --scheduler (its passes hold both models)")
         name = backend if isinstance(backend, str) or backend is None else backend.name
         return _sweep_on(executor, scenario, seeds, dims, temperatures, max_memory, on_step, name or "numpy",
                          max(1, blocks_per_task), task_threads)
-    result = SweepResult(scenario, [])
+    result = SweepResult(scenario, [], ablations=resolved[0] if resolved else ())
     try:
-        for variant, d, t in plan(scenario, dims, temperatures):
+        for (variant, d, t), ablations in zip(cells, resolved):
             cell = Cell(variant.name, variant.check, d, t)
             result.cells.append(cell)
-            blocks, per_pass = seed_blocks(scenario, variant, seeds, max_memory)
+            blocks, per_pass = seed_blocks(scenario, variant, seeds, max_memory, bool(ablate))
             for part in blocks:
-                m = run_cell(scenario, variant, part, backend, per_pass)
+                m = run_cell(scenario, variant, part, backend, per_pass, ablations)
+                if ablations:  # every seed ran twice in its pass: without the ablations, then with them
+                    m, plain = m[len(part):], m[:len(part)]
+                    cell.unablated = plain if cell.unablated is None else np.concatenate([cell.unablated, plain])
                 cell.margins = m if cell.margins is None else np.concatenate([cell.margins, m])
                 cell.seeds += part
                 if on_step:

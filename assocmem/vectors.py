@@ -23,6 +23,9 @@ def token_vector(name: str, seed: int, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+FRESH = "\x1fablated\x1f"  # prefixed to a name to draw its fresh vector: control characters, so unlike any written token
+
+
 def check_not_zero(rows, weight: float, seeds, what: str, source) -> None:
     """Refuse a sum of unit vectors whose length is under CANCELLED x its total weight in some codebook: its terms
     cancel (concepts that are the same vector, `Z = X - Y`), and a row of zeros reads nothing and matches nothing.
@@ -47,7 +50,9 @@ class Vocabulary:
     vectors: np.ndarray
 
     @classmethod
-    def build(cls, names, concepts, seeds, dim: int, dtype=np.float64) -> "Vocabulary":
+    def build(cls, names, concepts, seeds, dim: int, dtype=np.float64, fresh=()) -> "Vocabulary":
+        """fresh: names whose vector is replaced by another random one (a concept ablation), drawn as
+        token_vector(FRESH + name); a concept built from such a name is built from its new vector."""
         ordered = concept_order(concepts)
         all_names = list(dict.fromkeys(list(names) + [t.name for c in ordered for t in c.terms] + [c.name for c in ordered]))
         index = {n: i for i, n in enumerate(all_names)}
@@ -55,9 +60,11 @@ class Vocabulary:
         vectors = np.zeros((len(seeds), len(all_names), dim))
         for s, seed in enumerate(seeds):
             for n in all_names:
-                if n not in composite:
-                    vectors[s, index[n]] = token_vector(n, seed, dim)
+                if n not in composite or n in fresh:
+                    vectors[s, index[n]] = token_vector(FRESH + n if n in fresh else n, seed, dim)
         for c in ordered:  # topological order: a concept's terms are ready before it
+            if c.name in fresh:
+                continue
             total = sum(t.weight * vectors[:, index[t.name]] for t in c.terms)
             check_not_zero(total, sum(abs(t.weight) for t in c.terms), seeds, f"concept {c.name!r}", c.source)
             vectors[:, index[c.name]] = unit(total)

@@ -45,32 +45,37 @@ class Backend:
         """A read of the compiled memory, with the keys and values the kind's table entry names."""
         keys, values = (getattr(inputs, name) for name in KINDS[stage.kind].memory)
         select = layers.selected_positions(stage.positions, inputs.lengths, X.shape[2], self.xp)
-        return self.read_static(X, keys, values, select, temperature, sim, record)
+        return self.read_static(X, keys, values, select, temperature, sim, record, inputs.kept_rows)
 
     def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
         if stage.match == "prefix":
             select = layers.selected_positions(stage.positions, inputs.lengths, X.shape[2], self.xp)
             return layers.context_prefix(X, inputs.tokens, select, stage, temperature, sim, self.xp,
-                                         record)
+                                         record, inputs.readable)
         if stage.positions == "last":
-            return layers.context_last(X, inputs.tokens, inputs.lengths, temperature, sim, stage.values, self.xp, record)
+            return layers.context_last(X, inputs.tokens, inputs.lengths, temperature, sim, stage.values, self.xp, record,
+                                       inputs.readable)
         select = layers.selected_positions(stage.positions, inputs.lengths, X.shape[2], self.xp)
-        return layers.context_scan(X, inputs.tokens, select, temperature, sim, stage.values, self.xp, record)
+        return layers.context_scan(X, inputs.tokens, select, temperature, sim, stage.values, self.xp, record,
+                                   inputs.readable)
 
     def feedback(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record, repeats: int = 1):
         """`repeats` feedback stages in one call; the weights are the averaging weights the scan used."""
-        self.scan_feedback(X, inputs.lengths, stage, repeats)
+        self.scan_feedback(X, inputs.lengths, stage, repeats, inputs.readable)
         if record:
-            return layers.feedback_weights(inputs.lengths, stage, X.shape[0], X.shape[2], X.dtype, self.xp)
+            return layers.feedback_weights(inputs.lengths, stage, X.shape[0], X.shape[2], X.dtype, self.xp,
+                                           inputs.readable)
         return None
 
     # ------------------------------------------------------------------ the work itself, where backends differ
 
-    def read_static(self, X, keys, values, select, temperature, sim, record):
-        return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows)
+    def read_static(self, X, keys, values, select, temperature, sim, record, kept=None):
+        return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows,
+                                  kept=kept)
 
-    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
-        layers.feedback_scan(X, lengths, stage, repeats, self.xp)
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1, readable=None) -> None:
+        """readable (S or 1, P, T) or None: the rows a mean may use; backends leave ablated batches to this code."""
+        layers.feedback_scan(X, lengths, stage, repeats, self.xp, readable)
 
 
 @cache

@@ -44,9 +44,9 @@ class KernelBackend(Backend):
     def _launch(self, base: str, dtype, grid: int, block: int, *args) -> None:
         self.function(f"{base}_{SUFFIX[np.dtype(dtype)]}")((grid,), (block,), args)
 
-    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
-        if not self._fits(X):
-            return super().scan_feedback(X, lengths, stage, repeats)
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1, readable=None) -> None:
+        if not self._fits(X) or readable is not None:  # the kernel averages every row: ablations take layers.py
+            return super().scan_feedback(X, lengths, stage, repeats, readable)
         S, P, T, d = X.shape
         real = X.dtype.type
         self._launch("feedback_scan", X.dtype, S * P, threads_for(d), X, self._lengths(lengths), np.int32(P),
@@ -56,7 +56,7 @@ class KernelBackend(Backend):
 
     def context(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record):
         if (record or stage.values != "stream" or stage.match != "stream" or stage.positions == "last"
-                or not self._fits(X) or threads_for(X.shape[-1]) > CONTEXT_MAX_THREADS):
+                or not self._fits(X) or threads_for(X.shape[-1]) > CONTEXT_MAX_THREADS or inputs.readable is not None):
             return super().context(X, inputs, stage, temperature, sim, record)
         S, P, T, d = X.shape
         norms = self.xp.empty((S * P, T), dtype=X.dtype)
@@ -65,9 +65,10 @@ class KernelBackend(Backend):
                      X.dtype.type(1.0 / temperature))
         return None
 
-    def read_static(self, X, keys, values, select, temperature, sim, record):
+    def read_static(self, X, keys, values, select, temperature, sim, record, kept=None):
         fused = self._softmax_rows if X.dtype in SUFFIX else None
-        return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows, fused)
+        return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows, fused,
+                                  kept)
 
     def _softmax_rows(self, scores):
         n, M = scores.shape

@@ -46,17 +46,18 @@ class NumpyBackend(Backend):
                 return super().context(X, inputs, stage, temperature, sim, record)
         return super().context(X, inputs, stage, temperature, sim, record)
 
-    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1) -> None:
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1, readable=None) -> None:
         """Blocks of prompts, each copied position-major, run through every repeat while it is in cache, and
         copied back.  Blocks are independent, so they run on a thread each (numpy lets go of the GIL in its loops)."""
-        if self.jit is not False and fused.fits(X) and (fused.worth_it(X, repeats) if self.jit is None
-                                                          else fused.available()):
+        if readable is None and self.jit is not False and fused.fits(X) and (
+                fused.worth_it(X, repeats) if self.jit is None else fused.available()):
             return fused.scan_feedback(X, lengths, stage, repeats, self.threads)
         if not X.flags.c_contiguous:  # the blocks below write through a reshaped view
-            return super().scan_feedback(X, lengths, stage, repeats)
+            return super().scan_feedback(X, lengths, stage, repeats, readable)
         S, P, T, d = X.shape
         rows = X.reshape(S * P, T, d)
         lens = np.tile(lengths, S)
+        readable_rows = None if readable is None else np.broadcast_to(readable, (S, P, T)).reshape(S * P, T)
         row_bytes = d * X.itemsize
         block = self.block_rows or max(1, min(BLOCK_BYTES // row_bytes, BLOCK_TOTAL_BYTES // (T * row_bytes),
                                               -(-S * P // self.threads)))
@@ -65,7 +66,11 @@ class NumpyBackend(Backend):
             part = rows[start:start + block]
             Y = self._buffer((T, len(part), d), X.dtype)
             np.copyto(Y, part.transpose(1, 0, 2))
-            layers.feedback_positions(Y, lens[start:start + block], stage, repeats, np)
+            if readable_rows is None:
+                layers.feedback_positions(Y, lens[start:start + block], stage, repeats, np)
+            else:  # ablated positions: the same blocks, the mean over the readable rows (layers.feedback_readable)
+                layers.feedback_readable(Y, lens[start:start + block], stage, readable_rows[start:start + block].T,
+                                         repeats, np)
             part[...] = Y.transpose(1, 0, 2)
 
         starts = range(0, S * P, block)
