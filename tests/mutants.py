@@ -40,7 +40,7 @@ CHANGES = ("test_interventions.py",)
 MUTANTS = [
     # ---------------------------------------------------------------- ablations, attribution, patching (issue 14)
     Mutant("ablated-rule-still-read", "assocmem/layers.py",
-           "rows = None if kept is None else kept[min(s, kept.shape[0] - 1), p]", "rows = None",
+           "rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]", "rows = None",
            CHANGES, "a rule left out is still read (static read, not recording)"),
     Mutant("ablated-rule-recorded-read", "assocmem/layers.py",
            "mask = None if kept is None else kept[:, p]", "mask = None",
@@ -298,7 +298,7 @@ MUTANTS = [
            "kept = [k for k in reversed(range(len(tasks))) if (c, k) in done]", ("test_cluster.py",),
            "an executor sweep's tasks put back in the reverse of seed order"),
     Mutant("sweep-blocks-by-task", "assocmem/sweeps.py",
-           "min(len(seeds), SEED_BLOCK), False, max_memory)", "len(seeds), False, max_memory)",
+           "copies * min(len(seeds), SEED_BLOCK), False, max_memory,", "copies * len(seeds), False, max_memory,",
            ("test_cluster.py",), "passes no longer cut into fixed blocks of at most SEED_BLOCK seeds"),
     Mutant("sweep-fails-count-nan", "assocmem/sweeps.py",
            "(~holds(self.margins) & ~np.isnan(self.margins))", "~holds(self.margins)", ("test_sweeps.py", "test_report.py"),
