@@ -156,6 +156,17 @@ def pick_backend(name: str):
     return backend
 
 
+def max_memory_option(help: str = "GiB one batched pass may use."):
+    return typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help=help)
+
+
+def memory_bytes(gib: float) -> int:
+    """--max-memory in bytes, refused unless positive and finite."""
+    if not 0 < gib < math.inf:
+        raise InputError(f"--max-memory must be a positive number of GiB, got {gib}")
+    return int(gib * 2**30)
+
+
 def flag(name: str, help: str):
     """A boolean option shown without a metavar."""
     return typer.Option(False, name, help=help, metavar="")
@@ -179,7 +190,7 @@ def checked_backend_name(name: str) -> str:
 
 
 @commands.callback()
-def main(debug: bool = flag("--debug", "Show tracebacks for errors (accepted before or after the command)."),
+def global_options(debug: bool = flag("--debug", "Show tracebacks for errors (accepted before or after the command)."),
          version: bool = typer.Option(False, "--version", help="Print the version and exit.", metavar="",
                                       is_eager=True, callback=_version)) -> None:
     state["debug"] = state["debug"] or debug
@@ -199,7 +210,7 @@ def run(
     summary: bool = flag("--summary", "One line per prompt: its name, PASS or FAIL, the margin and the winner."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write an interactive, self-contained HTML report here."),
     pipeline: Optional[str] = pipeline_option(),
-    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one pass may use; prompts run in passes that fit."),
+    max_memory: float = max_memory_option("GiB one pass may use; prompts run in passes that fit."),
     backend: str = backend_option(),
     ablate: Optional[list[str]] = ablate_option(),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the trace to this .npz file (assocmem.load_trace reads it)."),
@@ -212,15 +223,14 @@ def run(
     with user_errors():
         if dtype is not None and dtype not in DTYPES:
             raise InputError(f"--dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
-        if not 0 < max_memory < math.inf:
-            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        memory = memory_bytes(max_memory)
         if top < 1:
             raise InputError(f"--top must be 1 or more, got {top}")
         if html is not None:  # refused before the run, not after it
             check_target(html, "an HTML report", keep=[scenario])
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
-        result = run_scenario(sc, pick_backend(backend), max_memory=int(max_memory * 2**30), ablate=ablate or ())
+        result = run_scenario(sc, pick_backend(backend), max_memory=memory, ablate=ablate or ())
         files = []
         if plot is not None:
             from assocmem.plots import plot_result
@@ -260,7 +270,7 @@ def sweep(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy heatmaps and each prompt's margins (a box per cell) here."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write the accuracy grid and margin distributions as one HTML file."),
     as_json: bool = flag("--json", "Print one JSON object; top-level `accuracy` is in [0, 1]."),
-    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use; seeds and prompts are chunked to fit."),
+    max_memory: float = max_memory_option("GiB one batched pass may use; seeds and prompts are chunked to fit."),
     pipeline: Optional[str] = pipeline_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Exit 1 when a checked cell's accuracy is below this (0 to 1), so a sweep can gate CI."),
     backend: str = backend_option(),
@@ -280,8 +290,7 @@ def sweep(
     with user_errors():
         if seeds < 1 or seed_start < 0:
             raise InputError(f"--seeds must be 1 or more and --seed-start 0 or more, got {seeds} and {seed_start}")
-        if not 0 < max_memory < math.inf:
-            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        memory = memory_bytes(max_memory)
         if min_accuracy is not None and not 0 <= min_accuracy <= 1:
             raise InputError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
         if html is not None:  # refused before the sweep, not after it
@@ -309,7 +318,7 @@ def sweep(
                           TimeRemainingColumn(), console=Console(stderr=True), transient=True) as progress:
                 task = progress.add_task("sweep", total=total)
                 result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
-                                   int(max_memory * 2**30), on_step=lambda n: progress.advance(task, n), backend=engine,
+                                   memory, on_step=lambda n: progress.advance(task, n), backend=engine,
                                    ablate=ablate or (), **on)
             if scheduler is not None:
                 about = {"scheduler": cluster.describe(result)}
@@ -340,7 +349,7 @@ def attribute(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed (the first seed)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
     pipeline: Optional[str] = pipeline_option(),
-    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use."),
+    max_memory: float = max_memory_option(),
     backend: str = backend_option(),
 ) -> None:
     """Why did it answer that: for every prompt, the margin change when each memory row, layer, stage and earlier
@@ -352,10 +361,9 @@ def attribute(
     with user_errors():
         if top < 1:
             raise InputError(f"--top must be 1 or more, got {top}")
-        if not 0 < max_memory < math.inf:
-            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        memory = memory_bytes(max_memory)
         sc = load_scenario(scenario, seed=seed, dim=dim, pipeline=built_in_pipeline(pipeline))
-        result = run_attribute(sc, seeds, pick_backend(backend), int(max_memory * 2**30))
+        result = run_attribute(sc, seeds, pick_backend(backend), memory)
         files = []
         if plot is not None:
             from assocmem.intervention_plots import plot_attribution
@@ -395,7 +403,7 @@ def patch(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the model's seed (the first seed)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Override the model's dimension."),
     pipeline: Optional[str] = pipeline_option(),
-    max_memory: float = typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help="GiB one batched pass may use."),
+    max_memory: float = max_memory_option(),
     backend: str = backend_option(),
 ) -> None:
     """Activation patching: run --to with its stream at each (layer, position) taken from --from's, all cells in one
@@ -407,8 +415,7 @@ def patch(
     with user_errors():
         if (from_ is None) != (to is None):
             raise InputError("--from and --to go together", hint="give both, or neither to run the scenario's patch: entries")
-        if not 0 < max_memory < math.inf:
-            raise InputError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        memory = memory_bytes(max_memory)
         layers, cells = parse_numbers(layer, "--layer", 1), parse_numbers(positions, "--positions", 0)
         sc = load_scenario(scenario, seed=seed, dim=dim, pipeline=built_in_pipeline(pipeline))
         if from_ is not None:
@@ -417,7 +424,7 @@ def patch(
             from dataclasses import replace
             specs = [replace(s, layers=layers or s.layers, positions=cells if cells is not None else s.positions)
                      for s in sc.patches]
-        result = run_patch(sc, specs, seeds, pick_backend(backend), int(max_memory * 2**30), variant)
+        result = run_patch(sc, specs, seeds, pick_backend(backend), memory, variant)
         files = []
         if plot is not None:
             from assocmem.intervention_plots import plot_patching

@@ -50,16 +50,16 @@ def _umask() -> int:
     return mask
 
 
-def write_whole(path: Path | str, data: bytes, what: str) -> Path:
-    """`data` into `path` through a temporary file in the same folder and a rename, so a reader never sees half a
-    file; the file gets the mode a new file would (0666 less the umask; mkstemp's is 0600); the temporary is
+def write_with(path: Path | str, what: str, write) -> Path:
+    """write(file) into `path` through a temporary file in the same folder and a rename, so a reader never sees half
+    a file; the file gets the mode a new file would (0666 less the umask; mkstemp's is 0600); the temporary is
     removed on any exception, and on SIGTERM, which cli.main turns into SystemExit."""
     path = Path(path)
     check_target(path, what)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=path.suffix + ".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
         os.chmod(tmp, 0o666 & ~_umask())
         check_target(path, what)  # again: something may have been put there while writing
         os.replace(tmp, path)
@@ -67,3 +67,8 @@ def write_whole(path: Path | str, data: bytes, what: str) -> Path:
         os.unlink(tmp)
         raise
     return path
+
+
+def write_whole(path: Path | str, data: bytes, what: str) -> Path:
+    """`data` into `path`, whole or not at all (write_with)."""
+    return write_with(path, what, lambda f: f.write(data))

@@ -12,7 +12,6 @@ from assocmem.compile import Compiled, compile_scenario
 from assocmem.engine import passes
 from assocmem.errors import InputError, did_you_mean
 from assocmem.interventions import Interventions
-from assocmem.readout import expectation_margins
 from assocmem.scenario import PatchSpec, Scenario, Variant, load_scenario
 
 MAX_SEEDS = 100_000

@@ -1,11 +1,8 @@
 """Heatmaps of a run; matplotlib is imported here only, with a headless backend."""
 from __future__ import annotations
 
-import os
 import re
-import stat
 import textwrap
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -14,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from assocmem.errors import InputError  # noqa: E402
 from assocmem.focus import SHOWN, window  # noqa: E402
+from assocmem.outfile import write_with  # noqa: E402
 from assocmem.mem import unit  # noqa: E402
 from assocmem.report import token_label, visible  # noqa: E402
 from assocmem.runs import Result, VariantRun  # noqa: E402
@@ -23,54 +20,17 @@ from assocmem.runs import Result, VariantRun  # noqa: E402
 plt.rcParams["font.family"] = "DejaVu Sans"  # ships with matplotlib and has Cyrillic glyphs
 
 
-def writable_target(path: Path) -> None:
-    """Refuse to replace anything but a regular file: the rename would put a PNG where a device node, a FIFO, a
-    folder or a symbolic link stood (a link would be replaced itself, not the file it points to)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(st.st_mode):
-            raise InputError(f"is {what}; only a regular file is replaced by a PNG", path,
-                             hint="choose another file name")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError("is not a regular file; only a regular file is replaced by a PNG", path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save(fig, path: Path, tight: bool = False) -> Path:
-    """Write the figure whole or not at all: a temporary file in the same folder, then a rename.  Only a new file
-    or a regular one is replaced; the file gets the mode a new file would (0666 less the umask: mkstemp's is
-    0600); the temporary is removed on any exception, and on SIGTERM, which cli.main turns into SystemExit.
-    tight: crop to what is drawn, which draws the figure twice; the heatmaps lay themselves out instead."""
+    """Write the figure whole or not at all, in a folder made if need be (outfile.write_with: only a new file or a
+    regular one is replaced).  tight: crop to what is drawn, which draws the figure twice; the heatmaps lay
+    themselves out instead."""
     try:
-        writable_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.part")
-    except BaseException:
-        plt.close(fig)
-        raise
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight" if tight else None,
-                        pil_kwargs={"compress_level": 3})  # zlib's 6 costs twice the time for 5% less
-        os.chmod(tmp, 0o666 & ~_umask())
-        writable_target(path)  # again: something may have been put there while drawing
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        return write_with(path, "a PNG", lambda f: fig.savefig(
+            f, format="png", dpi=DPI, bbox_inches="tight" if tight else None,
+            pil_kwargs={"compress_level": 3}))  # zlib's 6 costs twice the time for 5% less
     finally:
         plt.close(fig)
-    return path
 
 
 def unique_slugs(names) -> dict:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from assocmem.errors import InputError
+from assocmem.outfile import write_with
 
 FORMAT = "assocmem-trace/1"
 
@@ -84,27 +83,14 @@ def trace_arrays(result) -> dict:
 
 
 def save_trace(result, path: Path) -> Path:
-    """Write the trace whole or not at all (a temporary file in the same folder, then a rename); only a new file or
-    a regular one is replaced."""
-    from assocmem.plots import writable_target
-
+    """Write the trace whole or not at all, in a folder made if need be (outfile.write_with: only a new file or a
+    regular one is replaced)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError("a trace file must end in .npz", path, hint="e.g. --save trace.npz")
-    writable_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **trace_arrays(result))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    arrays = trace_arrays(result)
+    return write_with(path, "a trace", lambda f: np.savez_compressed(f, **arrays))
 
 
 @dataclass(frozen=True)

@@ -209,3 +209,17 @@ def margin(logits, expect: int, candidates) -> tuple[float, int]:
             winner = c
     others = [logits[c] for c in candidates if c != expect]
     return (logits[expect] - max(others) if others else math.inf), winner
+
+
+def check_feedback_scan(X, tokens, lengths, stage, repeats: int) -> None:
+    """Assert that X, the tokens (S, P, T, d) after a backend's scan of `repeats` feedback stages, is what as many
+    layers of the loop above give for every prompt, and still zero past each prompt's length."""
+    from assocmem.model import Layer
+
+    d = tokens.shape[-1]
+    pipeline = (Layer((stage,)),) * repeats
+    for s in range(tokens.shape[0]):
+        for p, L in enumerate(lengths):
+            want = run_prompt(tokens[s, p, :L], np.zeros((0, d)), np.zeros((0, d)), pipeline, 1.0, "cosine")
+            np.testing.assert_allclose(X[s, p, :L], want, rtol=1e-9, atol=1e-9)
+            assert not X[s, p, L:].any()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assocmem import run, sweep
+from assocmem import run
 from assocmem.html_report import run_data, script_json, write_html
 from cases import MARKUP_SCENARIO, STRICT_JSON_EDGES
 from conftest import ROOT, cli_in_process, write

@@ -6,7 +6,7 @@ import pytest
 from assocmem import load_trace, run
 from assocmem.errors import InputError
 from assocmem.traces import FORMAT, save_trace
-from conftest import ROOT, cli_in_process, write
+from conftest import ROOT, cli_in_process
 
 PRONOUN = ROOT / "scenarios" / "pronoun.yaml"
 
