@@ -64,7 +64,7 @@ def parse_all(specs, scenario, model: Model) -> tuple[Ablation, ...]:
 
 def _rule(spec, rest, scenario, model) -> Ablation:
     relations = scenario.graph.relations
-    located = re.fullmatch(r"(.+):(\d+)", rest)
+    located = re.fullmatch(r"(.+):([0-9]+)", rest)
     if located:
         file, line = located.group(1).strip(), int(located.group(2))
         files = list(dict.fromkeys(r.source.file for r in relations))
@@ -102,7 +102,7 @@ def _same_file(source: str, given: str) -> bool:
 
 
 def _layer(spec, rest, scenario, model) -> Ablation:
-    match = re.fullmatch(r"(\d+)(?:\.(\d+))?", rest)
+    match = re.fullmatch(r"([0-9]+)(?:\.([0-9]+))?", rest)  # not \d: ٣ is no layer
     layers = model.pipeline
     if not match:
         raise InputError(f"--ablate {spec!r}: expected layer:N or layer:N.S (numbers from 1)",
@@ -125,9 +125,9 @@ def _layer(spec, rest, scenario, model) -> Ablation:
 
 def _position(spec, rest, scenario, model) -> Ablation:
     prompts = scenario.prompts
-    if re.fullmatch(r"-\d+", rest):
+    if re.fullmatch(r"-[0-9]+", rest):
         raise InputError(f"--ablate {spec!r}: positions count from 0", hint="run shows each token as position:token")
-    if re.fullmatch(r"\d+", rest):  # a number is a position; a token is anything else
+    if re.fullmatch(r"[0-9]+", rest):  # a number (ASCII digits) is a position; a token is anything else
         i = int(rest)
         has = [i < len(p.tokens) - 1 for p in prompts]
         if not any(has):

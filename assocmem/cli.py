@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Optional
@@ -33,9 +34,27 @@ class _Console(Console):
         raise typer.Exit(BROKEN_PIPE)
 
 
-def console() -> Console:
-    """rich's width: COLUMNS where set, else the terminal's (stdout's, or stdin's or stderr's when piped), else 80."""
-    return _Console(highlight=False, soft_wrap=False)
+# Widths outside this range are refused from COLUMNS: 0 made rich print nothing at all, 1 a column of single
+# characters, and 10^20 an OverflowError; a terminal wider than the maximum gets the maximum.
+NARROWEST, WIDEST = 20, 1000
+
+
+def width() -> int:
+    """The output's width: COLUMNS where it is a whole number from NARROWEST (at most WIDEST), else the terminal's
+    (stdout's, or stdin's or stderr's when piped), else 80."""
+    text = os.environ.get("COLUMNS", "").strip()
+    if text.isascii() and text.isdigit() and len(text) < 10 and int(text) >= NARROWEST:
+        return min(int(text), WIDEST)
+    for stream in (sys.stdout, sys.stdin, sys.stderr):
+        try:
+            return max(NARROWEST, min(os.get_terminal_size(stream.fileno()).columns, WIDEST))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 80
+
+
+def console(stderr: bool = False) -> Console:
+    return _Console(highlight=False, soft_wrap=False, width=width(), stderr=stderr)
 
 
 def fail(err: Exception) -> None:
@@ -156,6 +175,10 @@ def pick_backend(name: str):
     return backend
 
 
+# Interleaved rounds a bench figure may ask for: 1000 rounds of the full bench are hours already.
+MAX_REPEATS = 1000
+
+
 def max_memory_option(help: str = "GiB one batched pass may use."):
     return typer.Option(DEFAULT_MAX_MEMORY / 2**30, "--max-memory", help=help)
 
@@ -230,6 +253,8 @@ def run(
             check_target(html, "an HTML report", keep=[scenario])
         sc = load_scenario(scenario, seed=seed, dim=dim, temperature=temperature, dtype=dtype,
                            pipeline=built_in_pipeline(pipeline))
+        if html is not None:  # and not over a file the scenario was read from (its graph)
+            check_target(html, "an HTML report", keep=sc.files)
         result = run_scenario(sc, pick_backend(backend), max_memory=memory, ablate=ablate or ())
         files = []
         if plot is not None:
@@ -298,6 +323,8 @@ def sweep(
         dim_list = parse_list(dims, int, "--dims")
         temp_list = parse_list(temperatures, float, "--temperatures")
         sc = load_scenario(scenario, dim=max(dim_list) if dim_list else None, pipeline=built_in_pipeline(pipeline))
+        if html is not None:  # and not over a file the scenario was read from (its graph)
+            check_target(html, "an HTML report", keep=sc.files)
         from assocmem.ablations import parse_all
         for v in sc.variants:  # a bad --ablate is refused before the progress bar starts
             parse_all(ablate or (), sc, v.model)
@@ -315,7 +342,7 @@ def sweep(
                 cluster = stack.enter_context(connect(scheduler))
                 on = {"executor": cluster.executor, "task_threads": cluster.threads}
             with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("seed-cells"),
-                          TimeRemainingColumn(), console=Console(stderr=True), transient=True) as progress:
+                          TimeRemainingColumn(), console=console(stderr=True), transient=True) as progress:
                 task = progress.add_task("sweep", total=total)
                 result = run_sweep(sc, range(seed_start, seed_start + seeds), dim_list, temp_list,
                                    memory, on_step=lambda n: progress.advance(task, n), backend=engine,
@@ -378,8 +405,12 @@ def parse_numbers(text: str | None, option: str, least: int) -> tuple[int, ...] 
     out = []
     for part in text.split(","):
         a, dash, b = part.strip().partition("-")
-        if not (a.isdigit() and (not dash or b.isdigit())) or len(a) > 7 or len(b) > 7:
-            raise InputError(f"{option} must be numbers from {least} or ranges like 0-8, separated by commas, got {text!r}")
+        digits = lambda x: x.isascii() and x.isdigit()  # noqa: E731  (not ٣ or １: str.isdigit takes every script's)
+        if not (digits(a) and (not dash or digits(b))):
+            raise InputError(f"{option} must be numbers from {least} or ranges like {least}-{least + 8}, separated by "
+                             f"commas, got {text!r}")
+        if len(a) > 7 or len(b) > 7 or int(b or a) > 10**6:
+            raise InputError(f"{option}: {part.strip()!r} goes past 10^6", hint="name the numbers that exist")
         lo, hi = int(a), int(b) if dash else int(a)
         if lo < least or hi < lo:
             raise InputError(f"{option}: {part.strip()!r} is not a range of numbers from {least}")
@@ -481,8 +512,8 @@ def bench(
     from assocmem.report import print_bench, print_scaling
 
     with user_errors("run assocmem bench --quick, or on a machine with more memory"):
-        if repeats is not None and repeats < 1:
-            raise InputError(f"--repeats must be 1 or more, got {repeats}")
+        if repeats is not None and not 1 <= repeats <= MAX_REPEATS:
+            raise InputError(f"--repeats must be 1 to {MAX_REPEATS}, got {repeats}")
         engine = pick_backend(backend)
         shapes = QUICK if quick else Shapes()
         if repeats is not None:
@@ -558,12 +589,16 @@ def main(argv: list[str] | None = None) -> None:
         code = INTERRUPTED
     except MemoryError:
         if debug:
-            raise
+            traceback.print_exc()
         print("assocmem: error: out of memory", file=sys.stderr)
+        code = 2
+    except (InputError, NumericalError):  # only with --debug (fail() re-raises them): the traceback, and still 2
+        traceback.print_exc()
         code = 2
     except Exception as err:  # noqa: BLE001 - anything else is a bug in assocmem, and says so in one line
         if debug:
-            raise
+            traceback.print_exc()
+            sys.exit(INTERNAL_ERROR)
         text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
         print(f"assocmem: internal error, a bug: {text} (--debug shows the traceback)", file=sys.stderr)
         code = INTERNAL_ERROR

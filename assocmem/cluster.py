@@ -46,10 +46,13 @@ def parse_scheduler(text: str) -> Scheduler:
             raise InputError(f"--scheduler {text!r}: local:N needs N from 1 to {MAX_LOCAL_WORKERS}",
                              hint="e.g. local:4 for four worker processes on this machine")
         return Scheduler(text, workers=int(match[1]))
-    if not re.fullmatch(r"((tcp|tls|ucx|inproc)://)?[\w.\-\[\]:]+:\d{1,5}", text):
-        raise InputError(f"--scheduler {text!r} is neither local:N nor a scheduler address",
+    # tcp:// only: tls:// needs certificates assocmem has no option for, ucx:// and inproc:// other packages or
+    # this very process.  The host is a name, an IPv4 address or a bracketed IPv6 one; the port 1 to 65535.
+    match = re.fullmatch(r"(?:tcp://)?([\w.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})", text)
+    if not match or not 1 <= int(match[2]) <= 65535:
+        raise InputError(f"--scheduler {text!r} is neither local:N nor a scheduler address (tcp://HOST:PORT)",
                          hint="e.g. local:4, or tcp://HOST:8786 as printed by `dask scheduler`")
-    return Scheduler(text, address=text)
+    return Scheduler(text, address=text if text.startswith("tcp://") else f"tcp://{text}")
 
 
 def dask_setup(worker) -> None:
@@ -202,7 +205,7 @@ def connect(text: str) -> Iterator[Cluster]:
         for part in (client, local):
             if part is not None:
                 part.close(timeout=CLOSE_S)
-        if not isinstance(err, (OSError, TimeoutError, RuntimeError)):
+        if not isinstance(err, (OSError, TimeoutError, RuntimeError, ValueError)):
             raise
         where = f"the Dask scheduler at {scheduler.address}" if scheduler.address else "a local Dask cluster"
         raise InputError(f"cannot reach {where} within {CONNECT_S} s ({' '.join(str(err).split())[:200]})",

@@ -20,7 +20,7 @@ def check_target(path: Path, what: str, keep=()) -> None:
     path = Path(path)
     for other in keep:
         if os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other):
-            raise InputError(f"is the input file itself; it would be replaced by {what}", path,
+            raise InputError(f"is an input file (the scenario or its graph); it would be replaced by {what}", path,
                              hint="choose another file name")
     try:
         st = os.lstat(path)

@@ -6,6 +6,7 @@ import unicodedata
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
@@ -51,20 +52,32 @@ def print_result(result: Result, console: Console, all_positions: bool = False, 
         print_variant(run, console, all_positions, top)
 
 
+SUMMARY = (("variant", "left"), ("prompt", "left"), ("verdict", "left"), ("margin", "right"), ("winner", "left"))
+
+
 def print_summary(result: Result, console: Console) -> None:
-    """One line per (variant, prompt): its name, PASS or FAIL, the margin and the winner."""
-    table = Table(box=None, show_header=True, pad_edge=False)
-    for column, justify in (("variant", "left"), ("prompt", "left"), ("verdict", "left"), ("margin", "right"),
-                            ("winner", "left")):
-        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")
+    """One line per (variant, prompt): its name, PASS or FAIL, the margin and the winner.  The verdict and margin
+    never shrink (they are what the line is for); the variant and winner keep up to 24 and 16 columns (a fifth and a
+    sixth of a narrow width), and the
+    prompt has what is left (at least 8), each cut with an ellipsis."""
+    rows = []
     for run in result.variants:
         variant = visible(run.variant.name) + ("" if run.variant.check else " (not checked)")
         for p in run.prompts:
             e = p.expectation
             verdict = ("—" if e is None else Text("PASS", style="green") if e.passed else Text("FAIL", style="red"))
             margin = "—" if e is None else f"{e.margin:+.3f}" if np.isfinite(e.margin) else "none (one candidate)"
-            table.add_row(Text(variant), Text(visible(p.prompt.label)), verdict, margin,
-                          Text(token_label(e.winner)) if e else "—")
+            rows.append((Text(variant), Text(visible(p.prompt.label)), verdict, margin,
+                         Text(token_label(e.winner)) if e else Text("—")))
+    widest = lambda k, cap: min(cap, max([cell_len(str(r[k])) for r in rows] + [len(SUMMARY[k][0])]))  # noqa: E731
+    fixed = [widest(0, min(24, console.width // 5)), widest(2, 20), widest(3, 20), widest(4, min(16, console.width // 6))]
+    prompt = max(8, console.width - sum(fixed) - 2 * 4)  # four gaps of two columns (box=None pads one a side)
+    table = Table(box=None, show_header=True, pad_edge=False)
+    for (column, justify), size in zip(SUMMARY, [fixed[0], prompt] + fixed[1:]):
+        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis", max_width=size,
+                         min_width=min(size, len(column)))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 

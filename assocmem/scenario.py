@@ -75,6 +75,12 @@ class Scenario:
     def model(self) -> Model:
         return self.variants[0].model
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file the scenario was read from, itself and its graph's: what an output must never replace."""
+        sources = {r.source.file for r in self.graph.relations} | {c.source.file for c in self.graph.concepts}
+        return (Path(self.path),) + tuple(Path(f) for f in sorted(sources) if f and Path(f).exists())
+
     def vocabulary_names(self) -> list[str]:
         names = self.graph.names()
         for p in self.prompts:
@@ -332,8 +338,37 @@ def _option(doc, where, value, option: Option):
     return number
 
 
+MAX_NUMBERS = 10**6  # numbers a list of layers or positions names at most (no range is expanded past it)
+
+
+def parse_numbers(text: str | None, option: str, least: int) -> tuple[int, ...] | None:
+    """`1,2` or `0-8,12`: whole numbers from `least`, each at most 10^6, at most MAX_NUMBERS in all (no range is
+    expanded past that).  The syntax of --layer and --positions, and of a patch: entry's layers and positions
+    written as a string."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        a, dash, b = part.strip().partition("-")
+        digits = lambda x: x.isascii() and x.isdigit()  # noqa: E731  (not ٣ or １: str.isdigit takes every script's)
+        if not (digits(a) and (not dash or digits(b))):
+            raise InputError(f"{option} must be numbers from {least} or ranges like {least}-{least + 8}, separated by "
+                             f"commas, got {text!r}")
+        if len(a) > 7 or len(b) > 7 or int(b or a) > 10**6:
+            raise InputError(f"{option}: {part.strip()!r} goes past 10^6", hint="name the numbers that exist")
+        lo, hi = int(a), int(b) if dash else int(a)
+        if lo < least or hi < lo:
+            raise InputError(f"{option}: {part.strip()!r} is not a range of numbers from {least}")
+        out += range(lo, hi + 1)
+        if len(out) > MAX_NUMBERS:
+            raise InputError(f"{option} names more than a million numbers")
+    return tuple(out)
+
+
 def _patches(doc, data) -> tuple[PatchSpec, ...]:
-    """`patch: [{from: PROMPT, to: PROMPT, layers: [1, 2], positions: [6]}]` (layers from 1, positions from 0)."""
+    """`patch: [{from: PROMPT, to: PROMPT, layers: [1, 2], positions: [6]}]` (layers from 1, positions from 0); a
+    layers or positions entry may also be a string as --layer and --positions take it: `positions: 0-8` or `"0-8,12"`,
+    alone or as items of the list."""
     if data is None:
         return ()
     if not isinstance(data, list) or not data:
@@ -358,9 +393,20 @@ def _patches(doc, data) -> tuple[PatchSpec, ...]:
             numbers = []
             for j, v in enumerate(raw):
                 where = here + (key,) + ((j,) if isinstance(item[key], list) else ())
-                if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                    raise doc.error(where, f"{key} must be whole numbers from {least}, got {doc.raw.get(where, v)!r}")
-                numbers.append(v)
+                if isinstance(v, str):
+                    try:
+                        numbers += parse_numbers(v, key, least)
+                    except InputError as err:
+                        raise doc.error(where, err.message, err.hint) from None
+                elif isinstance(v, bool) or not isinstance(v, int) or v < least:
+                    raise doc.error(where, f"{key} must be whole numbers from {least} or ranges like {least}-{least + 8}"
+                                           f", got {doc.raw.get(where, v)!r}")
+                elif v > 10**6:  # as parse_numbers has it
+                    raise doc.error(where, f"{key}: {doc.raw.get(where, v)!r} goes past 10^6", "name the numbers that exist")
+                else:
+                    numbers.append(v)
+                if len(numbers) > MAX_NUMBERS:
+                    raise doc.error(where, f"{key} names more than a million numbers")
             lists[key] = tuple(numbers)
         out.append(PatchSpec(_string(doc, here + ("from",), item["from"]), _string(doc, here + ("to",), item["to"]),
                              lists.get("layers"), lists.get("positions"), doc.line(here)))

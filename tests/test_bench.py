@@ -10,7 +10,7 @@ from assocmem import bench, peers
 from assocmem.bench import QUICK, BenchResult, interleaved, loop_reference, pair_ratio, workload
 from assocmem.engine import run_pipeline
 from assocmem.model import feedback10_pipeline
-from conftest import cli
+from conftest import cli, cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +116,10 @@ def test_bench_table_scaling_and_bad_repeats():
     r = cli("bench", "--quick", "--repeats", "1")
     assert r.returncode == 0 and "speedup_vs_batched_numpy" in r.stdout and "machine:" in r.stdout
     assert "sweep_speedup_local2" in r.stdout
-    r = cli("bench", "--repeats", "0")
-    assert r.returncode == 2 and "--repeats must be 1 or more" in r.stderr
+    for bad in ("0", "1001", "99999999999999999999"):  # the last once ran unbounded
+        r = cli_in_process("bench", "--repeats", bad)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.stderr)
+        assert "--repeats must be 1 to 1000" in r.stderr
     r = cli("bench", "--quick", "--scaling", "--repeats", "1", "--json")
     assert r.returncode == 0, r.stderr
     assert set(json.loads(r.stdout)["exponents"]) == {"B", "n", "d"}

@@ -34,9 +34,22 @@ def test_debug_is_accepted_after_the_command_too():
     assert quiet.returncode == 2 and quiet.stderr.count("\n") == 1
     for args in (["--debug", "run", "nowhere.yaml"], ["run", "nowhere.yaml", "--debug"]):
         r = cli(*args)
-        assert r.returncode == 1 and "Traceback" in r.stderr and "InputError" in r.stderr, args  # raised, not one line
+        # the traceback instead of one line, and still the status of bad input, not 1 (an expectation failed)
+        assert r.returncode == 2 and "Traceback" in r.stderr and "InputError" in r.stderr, args
     r = cli_in_process("run", "--", "--debug")  # after `--` it is a file name
     assert r.returncode == 2 and "--debug: file not found" in r.stderr
+
+
+@pytest.mark.parametrize("columns, width", [("0", 80), ("1", 80), ("19", 80), ("abc", 80), ("99999999999999999999", 80),
+                                            ("5000", 1000)])
+def test_a_columns_out_of_range_is_not_obeyed(columns, width):
+    """COLUMNS=0 once printed nothing at all, 1 a column of single characters, 10^20 an internal error."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", COLUMNS=columns)
+    r = subprocess.run([sys.executable, "-m", "assocmem.cli", "run", "scenarios/pronoun.yaml"], cwd=ROOT,
+                       capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    rules = [line for line in r.stdout.splitlines() if "variant model" in line]
+    assert len(rules) == 1 and len(rules[0]) == width and "PASS" in r.stdout
 
 
 @pytest.mark.parametrize("columns", [80, 132])

@@ -152,7 +152,9 @@ def test_peak_memory_is_this_process_own_high_water_mark():
                                        ("local:99999", "local:N needs N"), ("local", "local:N needs N"),
                                        ("local:two", "local:N needs N"), ("nonsense", "neither local:N nor"),
                                        ("tcp://host", "neither local:N nor"), ("host:8786; rm -rf /", "neither"),
-                                       ("\x1b[31mred:1", "neither")])
+                                       ("\x1b[31mred:1", "neither"), ("tcp://[::1", "neither"),
+                                       ("tls://127.0.0.1:1", "neither"), ("ucx://127.0.0.1:1", "neither"),
+                                       ("tcp://127.0.0.1:99999", "neither"), ("tcp://127.0.0.1:0", "neither")])
 def test_bad_scheduler_is_one_line_and_exit_2(text, why):
     r = cli_in_process("sweep", PRONOUN, "--seeds", "2", "--scheduler", text)
     assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -137,12 +137,13 @@ def one_line_exit_2(r, message):
     ("/dev/null", "is a character device"),
     ("link.html", "is a symbolic link"),
     ("fifo.html", "is a FIFO"),
-    ("scenarios/pronoun.yaml", "is the input file itself"),
+    ("scenarios/pronoun.yaml", "is an input file (the scenario or its graph)"),
+    ("graphs/pronoun.yaml", "is an input file (the scenario or its graph)"),
 ])
 def test_unwritable_targets_are_one_line_and_exit_2(tmp_path, target, message):
     os.symlink(tmp_path / "nowhere", tmp_path / "link.html")
     os.mkfifo(tmp_path / "fifo.html")
-    path = target if target.startswith("/") else ROOT / target if target.startswith("scenarios") else tmp_path / target
+    path = target if target.startswith("/") else ROOT / target if target.startswith(("scenarios", "graphs")) else tmp_path / target
     before = Path(path).read_bytes() if Path(path).is_file() else None
     one_line_exit_2(cli_in_process("run", "scenarios/pronoun.yaml", "--html", path), message)
     one_line_exit_2(cli_in_process("sweep", "scenarios/pronoun.yaml", "--seeds", 1, "--html", path), message)

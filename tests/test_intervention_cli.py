@@ -104,7 +104,7 @@ def test_patch_runs_the_scenario_entries(tmp_path):
     (["patch", PRONOUN, "--from", "1", "--to", "2", "--layer", "0"], "'0' is not a range of numbers from 1"),
     (["patch", PRONOUN, "--from", "1", "--to", "2", "--layer", "3"], "layers 1 to 2"),
     (["patch", PRONOUN, "--from", "1", "--to", "2", "--positions", "5-2"], "is not a range"),
-    (["patch", PRONOUN, "--from", "1", "--to", "2", "--positions", "0-99999999"], "numbers from 0 or ranges"),
+    (["patch", PRONOUN, "--from", "1", "--to", "2", "--positions", "0-99999999"], "'0-99999999'"),
     (["patch", PRONOUN, "--from", "1", "--to", "2", "--positions", "x"], "numbers from 0 or ranges"),
     (["patch", PRONOUN, "--from", "1", "--to", "2", "--positions", "9"], "share positions 0 to 8"),
     (["patch", PRONOUN, "--from", "1", "--to", "2", "--variant", "plus"], "not a variant"),
@@ -113,3 +113,58 @@ def test_hostile_input_is_one_line_and_exit_2(args, message):
     out = cli_in_process(*args)
     assert out.returncode == 2, out.stdout
     assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "scenarios/pronoun.yaml", "--ablate", "position:٣"), "position"),   # an Arabic-Indic three is no number
+    (("run", "scenarios/pronoun.yaml", "--ablate", "layer:１"), "layer"),         # nor a fullwidth one
+    (("patch", "scenarios/pronoun.yaml", "--from", "1", "--to", "2", "--positions", "٣"), "--positions must be"),
+    (("patch", "scenarios/pronoun.yaml", "--from", "1", "--to", "2", "--positions", "0-99999999"), "goes past 10^6"),
+    (("patch", "scenarios/pronoun.yaml", "--from", "1", "--to", "2", "--layer", "x"), "ranges like 1-9"),
+])
+def test_numbers_are_ascii_digits_and_ranges_are_bounded(args, message):
+    r = cli_in_process(*args)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+SINGLE = """
+name: noexp
+graph: {graph}
+prompts:
+  - text: МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ ОНА ?
+  - {{name: single, text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ ОНА ?", expect: КАШУ, candidates: [КАШУ]}}
+"""
+
+
+def test_a_single_candidate_prompt_says_no_margin_instead_of_inf_and_nan(tmp_path):
+    path = write(tmp_path, "noexp.yaml", SINGLE.format(graph=ROOT / "graphs" / "pronoun.yaml"))
+    out = cli_in_process("attribute", path)
+    assert out.returncode == 0 and out.stderr == ""
+    assert "single: no margin: a single candidate" in " ".join(out.stdout.split())
+    assert "inf" not in out.stdout and "nan" not in out.stdout
+    out = cli_in_process("patch", path, "--from", "1", "--to", "2")
+    assert out.returncode == 2 and "inf" not in out.stdout
+    assert "'single' has a single candidate, so no margin to patch" in out.stderr and out.stderr.count("\n") == 1
+
+
+AMBIGUOUS = """
+name: ambiguous
+graph: {graph}
+prompts:
+  - {{text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ ОНА ?", expect: КАШУ, candidates: [КАШУ, МАША]}}
+  - {{name: "1", text: "МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ГОЛОДНАЯ ОНА ?", expect: МАША, candidates: [КАШУ, МАША]}}
+  - {{name: dup, text: "МАША ЕСТ КАШУ ?", expect: КАШУ, candidates: [КАШУ, МАША]}}
+  - {{name: dup, text: "КАШУ ЕСТ МАША ?", expect: КАШУ, candidates: [КАШУ, МАША]}}
+"""
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("1", "--from '1' matches 2 prompts: 1: 'МАША"), ("1", "2: '1' (its name)"), ("1", "by its number: '#1' or '2'"),
+    ("dup", "--from 'dup' matches 2 prompts"), ("dup", "by its number: '3' or '4'"),
+])
+def test_a_patch_selector_matching_several_prompts_is_refused_with_the_matches(tmp_path, ref, message):
+    path = write(tmp_path, "a.yaml", AMBIGUOUS.format(graph=ROOT / "graphs" / "pronoun.yaml"))
+    out = cli_in_process("patch", path, "--from", ref, "--to", "3", "--layer", "1", "--positions", "0")
+    assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1
+    chosen = strict_json(cli_in_process("patch", path, "--from", "#1", "--to", "2", "--json").stdout)["pairs"][0]
+    assert chosen["from"].startswith("МАША ЕСТ КАШУ ПОТОМУ ЧТО ОНА ВКУСНАЯ") and chosen["to"] == "1"
