@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Optional
@@ -564,6 +565,9 @@ def main(argv: list[str] | None = None) -> None:
     state["debug"], state["announced"] = debug, set()
     args = [a for a in args[:end] if a != "--debug"] + args[end:]  # accepted anywhere, not only before the command
     signal.signal(signal.SIGTERM, _terminated)
+    # numpy's overflow and divide warnings would be lines of their own before the one that matters: what they warn
+    # of is caught where it counts (a stream or logits that stop being finite: NumericalError, one line, exit 2).
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii, a C locale: escapes, not UnicodeEncodeError
         try:
             stream.reconfigure(errors="backslashreplace")

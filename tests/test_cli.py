@@ -447,3 +447,12 @@ def test_out_of_memory_suggests_only_options_the_command_has():
     r = run_main(plant, "graph", "graphs/pronoun.yaml")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out of memory" in r.stderr
     assert "--max-memory" not in r.stderr and "--dim" in r.stderr
+
+
+def test_a_stream_that_overflows_is_one_line_without_numpy_warnings(tmp_path):
+    """A temperature of 1e-300 under dot similarity divides by zero in float32: numpy's RuntimeWarning once came
+    out as lines of its own before the one error."""
+    path = write(tmp_path, "dot.yaml", "relations: [a = b, d = c]\nmodel: {similarity: dot, dtype: float32}\n"
+                                       "prompts:\n  - {text: 'a ?', expect: b, candidates: [b, c]}\n")
+    r = cli("run", path, "--temperature", "1e-300")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "stopped being finite" in r.stderr, r.stderr
