@@ -1,7 +1,7 @@
 """attribute(): for every prompt, the margin change when each memory row, stage, layer and position is removed alone."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from assocmem.engine import passes
 from assocmem.errors import InputError
 from assocmem.interventions import Interventions
 from assocmem.readout import holds
+from assocmem.runs import NO_MARGIN
 from assocmem.scenario import Scenario, Variant, load_scenario
 
 MAX_SEEDS = 100_000
@@ -74,6 +75,7 @@ class VariantAttribution:
     variant: Variant
     prompts: list[PromptAttribution]
     skipped: list[str]  # labels of the prompts that expect nothing, so have no margin to attribute
+    alone: list[str] = field(default_factory=list)  # labels of the prompts with a single candidate: no margin either
 
 
 @dataclass(repr=False)
@@ -92,7 +94,9 @@ class Attribution:
                 "variants": [{"variant": v.variant.name, "check": v.variant.check,
                               "layers": [l.label for l in v.variant.model.pipeline],
                               "prompts": [p.to_dict() for p in v.prompts],
-                              "expects_nothing": v.skipped} for v in self.variants]}
+                              "expects_nothing": v.skipped, "single_candidate": v.alone,
+                              **({"single_candidate_note": NO_MARGIN} if v.alone else {})}
+                   for v in self.variants]}
 
 
 def units_of(scenario: Scenario, variant: Variant, prompt) -> tuple[list[Unit], list[dict]]:
@@ -139,13 +143,20 @@ def attribution_batch(scenario: Scenario, variant: Variant, prompts):
     return rows, Interventions(kept, readable, skipped, alike=first), plan
 
 
+def single_candidate(prompt) -> bool:
+    """Whether a prompt lists one candidate alone: its expectation has no other logit to beat, so no margin (an
+    infinite one, which no removal can change) and nothing to attribute."""
+    return prompt.candidates is not None and len(prompt.candidates) == 1
+
+
 def attribute_variant(scenario: Scenario, variant: Variant, seeds, backend: Backend | None = None,
                       max_memory: int = DEFAULT_MAX_MEMORY) -> VariantAttribution:
     """Every ablation of every prompt as rows of one batch (split into passes only where max_memory needs it)."""
-    expecting = [(j, p) for j, p in enumerate(scenario.prompts) if p.expect is not None]
+    expecting = [(j, p) for j, p in enumerate(scenario.prompts) if p.expect is not None and not single_candidate(p)]
     skipped = [p.label for p in scenario.prompts if p.expect is None]
+    alone = [j for j, p in enumerate(scenario.prompts) if p.expect is not None and single_candidate(p)]
     if not expecting:
-        return VariantAttribution(variant, [], skipped)
+        return VariantAttribution(variant, [], skipped, [scenario.prompts[j].label for j in alone])
     rows, changes, plan = attribution_batch(scenario, variant, expecting)
     row_prompts = tuple(scenario.prompts[j] for j in rows)
     wide = replace(scenario, prompts=row_prompts)  # what budget.py measures: the batch rows as prompts
@@ -159,9 +170,13 @@ def attribute_variant(scenario: Scenario, variant: Variant, seeds, backend: Back
         margins.append(np.concatenate([p.margins for p in passes(compiled, variant.model, row_prompts, rows_a_pass,
                                                                   backend, record=False, interventions=changes)], axis=1))
     margins = np.concatenate(margins)  # (seeds, rows)
-    out = [PromptAttribution(scenario.prompts[j], units, margins[:, first], margins[:, first + 1:first + 1 + len(units)])
-           for (j, _), (first, units) in zip(expecting, plan)]
-    return VariantAttribution(variant, out, skipped)
+    out = []
+    for (j, prompt), (first, units) in zip(expecting, plan):
+        if not np.isfinite(margins[:, first]).all():  # a single candidate all the same (the vocabulary less the
+            alone.append(j)                           # last token is one name): no margin, nothing to attribute
+            continue
+        out.append(PromptAttribution(prompt, units, margins[:, first], margins[:, first + 1:first + 1 + len(units)]))
+    return VariantAttribution(variant, out, skipped, [scenario.prompts[j].label for j in sorted(alone)])
 
 
 def attribute(scenario: Scenario | str | Path, seeds: int = 1, backend: Backend | str | None = None,

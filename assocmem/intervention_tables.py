@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from assocmem.report import markup, token_label, visible
+from assocmem.runs import NO_MARGIN
 
 KIND_SHOWN = {"rule": "rule", "layer": "layer", "stage": "stage", "position": "position"}
 
@@ -31,6 +32,8 @@ def print_attribution(result, console: Console, top: int) -> None:
         console.rule(Text(visible(f"variant {v.variant.name}"), style="bold cyan"))
         for j, p in enumerate(v.prompts):
             print_prompt_attribution(p, console, top, n)
+        for label in v.alone:
+            console.print(f"{markup(label)}: {NO_MARGIN}; nothing to attribute")
         for label in v.skipped:
             console.print(f"{markup(label)}: expects nothing, so has no margin to attribute")
 

@@ -64,18 +64,55 @@ class Patching:
                 "seeds": self.seeds, "pairs": [p.to_dict() for p in self.pairs]}
 
 
+def _shown(text: str, most: int = 40) -> str:
+    """A prompt's label or a selector as an error quotes it: repr, cut short."""
+    return repr(text if len(text) <= most else text[:most - 1] + "…")
+
+
+def _matches(prompts, ref: str) -> dict[int, list[str]]:
+    """The prompts a selector names, each with how: {index: ["number", "name", "text"]}.  `#N` is the number N
+    alone (a way to pick a prompt whose number is also another prompt's name or text)."""
+    text = " ".join(ref.split())
+    numbered = text[1:] if text.startswith("#") else None
+    if numbered is not None and numbered.isascii() and numbered.isdigit() and len(numbered) <= 7:
+        return {int(numbered) - 1: ["number"]} if 1 <= int(numbered) <= len(prompts) else {}
+    out: dict[int, list[str]] = {}
+    if text.isascii() and text.isdigit() and len(text) <= 7 and 1 <= int(text) <= len(prompts):
+        out[int(text) - 1] = ["number"]
+    for j, p in enumerate(prompts):
+        if p.name is not None and p.name == ref:
+            out.setdefault(j, []).append("name")
+        if " ".join(p.text.split()) == text:
+            out.setdefault(j, []).append("text")
+    return dict(sorted(out.items()))
+
+
 def find_prompt(scenario: Scenario, ref: str, what: str, line: int | None = None):
-    """A prompt by its name, its number (from 1) or its text; a one-line InputError naming the choices otherwise."""
+    """A prompt by its name, its number (from 1, or #N for the number alone) or its text; a one-line InputError
+    naming the choices where nothing matches, or the matches where more than one prompt does."""
     prompts = scenario.prompts
-    text = " ".join(str(ref).split())
-    for p in prompts:
-        if p.name == ref or " ".join(p.text.split()) == text:
-            return p
-    if text.isdigit() and 1 <= int(text) <= len(prompts):
-        return prompts[int(text) - 1]
+    ref = str(ref)
+    where = (scenario.path, line) if line else (None, None)
+    found = _matches(prompts, ref)
+    if len(found) == 1:
+        return prompts[next(iter(found))]
+    if found:
+        listed = "; ".join(f"{j + 1}: {_shown(prompts[j].label)} (its {' and '.join(how)})" for j, how in found.items())
+        pick = [str(j + 1) if list(_matches(prompts, str(j + 1))) == [j] else f"#{j + 1}" for j in found]
+        raise InputError(f"{what} {_shown(ref)} matches {len(found)} prompts: {listed}", *where,
+                         "give the one you mean by its number: " + " or ".join(repr(n) for n in pick) +
+                         ("; #N is always the number" if any(n.startswith("#") for n in pick) else ""))
+    text = " ".join(ref.split())
     labels = [p.name or p.text for p in prompts]
-    raise InputError(f"{what} {ref!r} is not a prompt of this scenario", scenario.path if line else None, line,
+    raise InputError(f"{what} {_shown(ref)} is not a prompt of this scenario", *where,
                      did_you_mean(text, labels) or f"give a number from 1 to {len(prompts)}, a prompt's name or its text")
+
+
+SINGLE_CANDIDATE_HINT = "patch into a prompt where two or more candidates compete"
+
+
+def single_candidate_message(prompt) -> str:
+    return f"prompt {prompt.label!r} has a single candidate, so no margin to patch (no other logit to compare with)"
 
 
 def resolve(scenario: Scenario, variant: Variant, spec: PatchSpec):
@@ -87,6 +124,8 @@ def resolve(scenario: Scenario, variant: Variant, spec: PatchSpec):
     if target.expect is None:
         raise InputError(f"prompt {target.label!r} expects nothing, so it has no margin to patch", *where,
                          "patch into a prompt with expect")
+    if target.candidates is not None and len(target.candidates) == 1:
+        raise InputError(single_candidate_message(target), *where, SINGLE_CANDIDATE_HINT)
     L = len(variant.model.pipeline)
     layers = list(spec.layers) if spec.layers else list(range(1, L + 1))
     for l in layers:
@@ -129,6 +168,9 @@ def patch_pair(scenario: Scenario, variant: Variant, spec: PatchSpec, seeds, bac
         margins += [p.margins for p in passes(compiled, variant.model, row_prompts, P, backend, record=False,
                                               interventions=changes)]
     m = np.concatenate(margins)  # (seeds, P)
+    if not np.isfinite(m[:, 1]).all():  # one candidate all the same: the vocabulary less its last token is one name
+        raise InputError(single_candidate_message(target), *((scenario.path, spec.line) if spec.line else (None, None)),
+                         SINGLE_CANDIDATE_HINT)
     grid = m[:, 2:].reshape(len(seeds), len(layers), len(positions))
     return PairPatching(spec, source, target, layers, positions, grid, m[:, 1], m[:, 0])
 

@@ -115,3 +115,32 @@ def test_a_small_memory_budget_splits_the_batch_and_changes_nothing():
     for a, b in zip(whole.variants[0].prompts, split.variants[0].prompts):
         np.testing.assert_allclose(a.ablated, b.ablated, rtol=1e-12, atol=1e-15)
     assert json.loads(json.dumps(split.to_dict()))["seeds"] == [0, 1, 2]
+
+
+SINGLE = """
+name: single
+relations: [x = x]
+prompts:
+  - {text: "x ?", name: listed, expect: x, candidates: [x]}
+  - {text: "x ?", name: vocabulary, expect: x}
+  - {text: "x ?", name: two, expect: x, candidates: [x, "?"]}
+"""
+
+
+def test_a_single_candidate_prompt_has_no_margin_so_nothing_attributed_and_no_warning(tmp_path):
+    """One candidate listed, or the vocabulary less the last token one name: an infinite margin, so no Δmargin
+    (inf - inf is NaN, and numpy warned of it); the prompt is named as having no margin, not shown as NaN rows."""
+    import warnings
+
+    from assocmem.runs import NO_MARGIN
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = attribute(write(tmp_path, "s.yaml", SINGLE), seeds=2)
+    v = result.variants[0]
+    assert [p.prompt.name for p in v.prompts] == ["two"] and v.alone == ["listed", "vocabulary"]
+    assert np.isfinite(v.prompts[0].delta).all()
+    data = json.loads(json.dumps(result.to_dict()), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert data["variants"][0]["single_candidate"] == ["listed", "vocabulary"]
+    assert data["variants"][0]["single_candidate_note"] == NO_MARGIN
+    assert "nan" not in repr(result)

@@ -98,3 +98,67 @@ def test_a_bad_patch_entry_names_its_line(tmp_path, entry, message):
         sc = load_scenario(write(tmp_path, "p.yaml", text))
         patch(sc)
     assert ":5:" in str(err.value)
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("²", "'²' is not a prompt"),               # a digit to str.isdigit, not to int()
+    ("9" * 5000, "is not a prompt"),             # past int()'s digit limit
+    ("#3", "'#3' is not a prompt"),              # #N: the number alone, and there are 2
+])
+def test_a_selector_that_is_no_number_python_reads_is_one_clear_error(ref, message):
+    with pytest.raises(InputError, match=message) as err:
+        patch(PRONOUN, [PatchSpec(ref, "2")])
+    assert len(str(err.value)) < 300
+
+
+def test_a_selector_naming_two_prompts_is_refused_and_the_number_picks_one(tmp_path):
+    text = ("relations: [a = b]\nprompts:\n  - {text: \"a ?\", expect: b}\n  - {text: \"b ?\", name: \"1\", expect: a}\n"
+            "  - {text: \"a ?\", name: dup, expect: b, candidates: [a, b]}\n  - {text: \"b a ?\", name: dup, expect: b}\n")
+    sc = load_scenario(write(tmp_path, "d.yaml", text))
+    for ref, message in (("1", r"'1' matches 2 prompts: 1: 'a \?' \(its number\); 2: '1' \(its name\)"),
+                         ("dup", "'dup' matches 2 prompts: 3: 'dup' .* 4: 'dup'"),
+                         ("a ?", r"'a \?' matches 2 prompts: 1: 'a \?' \(its text\); 3: 'dup' \(its text\).*'#1' or '3'")):
+        with pytest.raises(InputError, match=message):
+            patch(sc, [PatchSpec(ref, "4")])
+    pairs = patch(sc, [PatchSpec("#1", "2", (1,), (0,)), PatchSpec("3", "#4", (1,), (0,))]).pairs
+    assert [(p.from_prompt, p.to_prompt) for p in pairs] == [(sc.prompts[0], sc.prompts[1]), (sc.prompts[2], sc.prompts[3])]
+
+
+def test_a_single_candidate_prompt_is_refused_as_a_patch_target(tmp_path):
+    text = ("relations: [a = b, x = x]\nprompts:\n  - {text: \"a ?\", expect: b, candidates: [b]}\n"
+            "  - {text: \"b ?\", expect: a}\n  - {text: \"x ?\", expect: x, name: vocab}\n"
+            "patch:\n  - {from: 2, to: 1}\n")
+    sc = load_scenario(write(tmp_path, "s.yaml", text))
+    with pytest.raises(InputError, match=r":7: prompt 'a \?' has a single candidate, so no margin to patch"):
+        patch(sc)
+    one = load_scenario(write(tmp_path, "v.yaml", "relations: [x = x]\nprompts:\n  - {text: \"x ?\", expect: x}\n"))
+    with pytest.raises(InputError, match=r"'x \?' has a single candidate"):  # the vocabulary less `?` is x alone
+        patch(one, [PatchSpec("1", "1")])
+    assert patch(sc, [PatchSpec("1", "2")]).pairs[0].grid.shape == (1, 2, 2)  # from one: fine
+
+
+@pytest.mark.parametrize("entry, layers, positions", [
+    ("positions: 0-1", None, (0, 1)), ("positions: \"0-1,0\"", None, (0, 1, 0)), ("positions: [1, 0-1]", None, (1, 0, 1)),
+    ("layers: 1-2, positions: 1", (1, 2), (1,)), ("layers: \"2\"", (2,), None),
+])
+def test_a_patch_entry_takes_ranges_as_the_command_line_does(tmp_path, entry, layers, positions):
+    text = ("relations: [a = b]\nprompts:\n  - {text: \"a ?\", expect: b}\n  - {text: \"b ?\", expect: a}\n"
+            f"patch: [{{from: 1, to: 2, {entry}}}]\n")
+    spec = load_scenario(write(tmp_path, "p.yaml", text)).patches[0]
+    assert (spec.layers, spec.positions) == (layers, positions)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("positions: 5-2", "'5-2' is not a range of numbers from 0"), ("layers: 0-1", "'0-1' is not a range of numbers from 1"),
+    ("positions: 0-99999999", "'0-99999999' goes past 10"), ("positions: x", "numbers from 0 or ranges like 0-8"),
+    ("layers: [1, 2000000]", "layers: '2000000' goes past 10"), ("layers: [1, true]", "whole numbers from 1 or ranges like 1-9, got 'true'"),
+    ("positions: \"²\"", "numbers from 0 or ranges"), ("positions: [0-999999, 0-999999]", "more than a million"),
+    ("positions: [0, 1.5]", "whole numbers from 0 or ranges like 0-8, got '1.5'"),
+    ("positions: [0, \"1-2000000\"]", "'1-2000000' goes past 10"),
+])
+def test_a_bad_range_in_a_patch_entry_names_its_line(tmp_path, entry, message):
+    text = ("relations: [a = b]\nprompts:\n  - {text: \"a ?\", expect: b}\n  - {text: \"b ?\", expect: a}\n"
+            f"patch:\n  - {{from: 1, to: 2, {entry}}}\n")
+    with pytest.raises(InputError, match=message) as err:
+        load_scenario(write(tmp_path, "p.yaml", text))
+    assert ":6:" in str(err.value)
