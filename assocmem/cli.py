@@ -399,33 +399,11 @@ def attribute(
     emit(result.to_dict(), files, as_json, lambda con: print_attribution(result, con, top))
 
 
-def parse_numbers(text: str | None, option: str, least: int) -> tuple[int, ...] | None:
-    """`1,2` or `0-8,12`: whole numbers from `least`, each at most 10^6 (no range is expanded past that)."""
-    if text is None:
-        return None
-    out = []
-    for part in text.split(","):
-        a, dash, b = part.strip().partition("-")
-        digits = lambda x: x.isascii() and x.isdigit()  # noqa: E731  (not ٣ or １: str.isdigit takes every script's)
-        if not (digits(a) and (not dash or digits(b))):
-            raise InputError(f"{option} must be numbers from {least} or ranges like {least}-{least + 8}, separated by "
-                             f"commas, got {text!r}")
-        if len(a) > 7 or len(b) > 7 or int(b or a) > 10**6:
-            raise InputError(f"{option}: {part.strip()!r} goes past 10^6", hint="name the numbers that exist")
-        lo, hi = int(a), int(b) if dash else int(a)
-        if lo < least or hi < lo:
-            raise InputError(f"{option}: {part.strip()!r} is not a range of numbers from {least}")
-        out += range(lo, hi + 1)
-        if len(out) > 10**6:
-            raise InputError(f"{option} names more than a million numbers")
-    return tuple(out)
-
-
 @commands.command(short_help="Activation patching: one prompt's stream into another's, a grid of margins.")
 def patch(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
-    from_: Optional[str] = typer.Option(None, "--from", help="The prompt whose stream is copied: its name, number (from 1) or text."),
-    to: Optional[str] = typer.Option(None, "--to", help="The prompt that is run with the copied stream."),
+    from_: Optional[str] = typer.Option(None, "--from", help="The prompt whose stream is copied: its name, number (from 1; #N is always the number) or text; one that matches several prompts is refused."),
+    to: Optional[str] = typer.Option(None, "--to", help="The prompt that is run with the copied stream (chosen as --from is)."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Patch before these layers (from 1), e.g. 1 or 1,2 (default all)."),
     positions: Optional[str] = typer.Option(None, "--positions", help="These positions (from 0), e.g. 6 or 0-8 (default all both prompts have)."),
     seeds: int = typer.Option(1, "--seeds", help="Codebooks: the model's seed and the ones after it; the grid is their mean."),
@@ -442,7 +420,7 @@ def patch(
     batch, and print the patched margin as a grid (or the scenario's patch: entries)."""
     from assocmem.intervention_tables import print_patching
     from assocmem.patching import patch as run_patch
-    from assocmem.scenario import PatchSpec, load_scenario
+    from assocmem.scenario import PatchSpec, load_scenario, parse_numbers
 
     with user_errors():
         if (from_ is None) != (to is None):
