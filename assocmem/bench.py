@@ -112,7 +112,7 @@ def workload(B: int, T: int, d: int, V: int, dtype=np.float32, seed: int = 0):
     vectors = unit(rng.standard_normal((1, V, d))).astype(dtype)
     ids = rng.integers(0, V, size=(B, T))
     keys, values = vectors[:, rng.permutation(V)], vectors[:, rng.permutation(V)]
-    return vectors[:, ids], np.full(B, T), keys, values, vectors
+    return np.take(vectors, ids, axis=1), np.full(B, T), keys, values, vectors  # C-ordered, as compile.embed makes them
 
 
 def bench_recipe(backend: Backend, B: int, T: int, shapes: Shapes, loop: bool = True) -> dict:

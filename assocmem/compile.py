@@ -54,7 +54,7 @@ def embed(token_ids, lengths, vectors, xp=np):
     array([[0., 1.],
            [1., 0.]])
     """
-    tokens = vectors[:, token_ids]  # a fresh array: the padding is zeroed in place
+    tokens = xp.take(vectors, token_ids, axis=1)  # fresh and C-ordered (vectors[:, ids] is not); padding zeroed here
     T = token_ids.shape[1]
     tokens[:, xp.arange(T)[None, :] >= lengths[:, None]] = 0
     return tokens

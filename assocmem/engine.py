@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 
 from assocmem import readout
-from assocmem.backends import Backend, get_backend
+from assocmem.backends import CHECKED, Backend, get_backend
 from assocmem.compile import Compiled
 from assocmem.interventions import Interventions
 from assocmem.layers import Inputs
@@ -93,18 +93,30 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     """run_pipeline on arrays already on the backend; the Trace stays there too.
 
     Without recording, a run of identical one-stage layers of a repeatable kind (feedback) goes to the backend
-    as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them.  With
+    as one call with `repeats`, so a block of prompts stays in cache (or on chip) for all of them, and where the
+    backend asks for it (prompts_per_block) the batch goes through the whole pipeline a block of prompts at a time
+    (in_blocks), so what one stage wrote is still in cache when the next reads it.  With
     overwrite_tokens (tokens that are not the caller's), the stream is computed in `tokens` itself unless a stage
     would read a token row after it was changed (reads_changed_tokens), or rows are patched or put back
     (`changes`): no copy of the stream.  `changes` (on the backend): a patch is copied in before its layer, a
     skipped stage's rows are put back as they were.
     """
     xp = backend.xp
+    if not tokens.flags.c_contiguous:  # a slice of a bigger batch: every prompt takes the same (fused) code wherever
+        tokens, overwrite_tokens = xp.ascontiguousarray(tokens), True  # it sits, and the copy is ours to overwrite
+    if not record and changes is None:
+        per = backend.prompts_per_block(tokens, pipeline)
+        if per is not None:
+            return in_blocks(per, tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
+                             backend, overwrite_tokens)
     in_place = overwrite_tokens and changes is None and not reads_changed_tokens(pipeline)
+    # A first layer of feedback, recording nothing, writes the stream whole from the tokens: no copy of them first.
+    fill = (not in_place and not record and changes is None and pipeline and len(pipeline[0].stages) == 1
+            and KINDS[pipeline[0].stages[0].kind].method == "feedback")
     changes = changes or Interventions()
     if changes.patches(0):  # before layer 1 the stream is the tokens: a patch there swaps the token (values: tokens too)
         tokens = xp.where(changes.patched[0][None, :, :, None], tokens[:, changes.source], tokens)
-    X = tokens if in_place else tokens.copy()
+    X = tokens if in_place else xp.empty_like(tokens) if fill else tokens.copy()
     inputs = Inputs(tokens, lengths, memory_keys, memory_values, changes.kept_rows, changes.readable)
     first_stage = [0]  # the pipeline-order number of each layer's first stage
     for layer in pipeline:
@@ -136,10 +148,13 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
                 if same is not None:
                     same, weights = _apply_shared(stage, X, inputs, changes, first_stage[l] + s, same, temperature, sim,
                                                   backend, record, repeats)
+                elif fill and l == 0:  # X holds nothing yet: the stage takes its rows from the tokens
+                    weights = apply_stage(stage, X, inputs, temperature, sim, backend, record, repeats, source=tokens)
                 else:
                     weights = _apply_skipping(stage, X, inputs, changes, first_stage[l] + s, temperature, sim, backend,
                                               record, repeats)
-                _check_finite(written(X, lengths, stage, xp), xp, l, repeats, stage, temperature, sim)
+                if weights is not CHECKED:
+                    _check_finite(written(X, lengths, stage, xp), xp, l, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
                     records.append(StageRecord(l + 1, s, stage, weights, parts))
@@ -155,14 +170,29 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     return Trace(records, xp.stack(lens_logits, axis=2), xp.stack(lens_sim, axis=2), logits, X)
 
 
-def apply_stage(stage: Stage, X, inputs: Inputs, temperature, sim, backend: Backend, record=True, repeats: int = 1):
+def in_blocks(per: int, tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
+              backend: Backend, overwrite_tokens: bool) -> Trace:
+    """forward, recording nothing, on prompts [a, a + per) at a time: the logits of the whole batch.  Each block's
+    stream is its own array (or its tokens, handed over), a few MiB that the allocator gives back block after block,
+    so a pass writes no stream the size of the batch and pays no page faults for one (a block of a batch of several
+    codebooks is not contiguous: forward copies it, into cache)."""
+    def block(a):
+        return forward(tokens[:, a:a + per], lengths[a:a + per], memory_keys, memory_values, vectors, pipeline,
+                       temperature, sim, backend, False, overwrite_tokens).logits
+
+    blocks = backend.map_blocks(block, range(0, tokens.shape[1], per))
+    return Trace([], None, None, backend.xp.concatenate(blocks, axis=1), None)
+
+
+def apply_stage(stage: Stage, X, inputs: Inputs, temperature, sim, backend: Backend, record=True, repeats: int = 1,
+                source=None):
     """Run one stage (`repeats` times, for a repeatable kind) on the batch in place, with the Backend method
-    its kind names; returns its weights (S, P, T, columns) when recording."""
+    its kind names; returns its weights (S, P, T, columns) when recording.  source (feedback only): the stream
+    before the stage, where X does not hold it yet."""
     run = getattr(backend, KINDS[stage.kind].method)
     temperature = stage.get("temperature") or temperature
-    if repeats > 1:
-        return run(X, inputs, stage, temperature, sim, record, repeats=repeats)
-    return run(X, inputs, stage, temperature, sim, record)
+    more = ({"repeats": repeats} if repeats > 1 else {}) | ({"source": source} if source is not None else {})
+    return run(X, inputs, stage, temperature, sim, record, **more)
 
 
 def reads_changed_tokens(pipeline: tuple[Layer, ...]) -> bool:

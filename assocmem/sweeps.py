@@ -168,22 +168,35 @@ def seed_blocks(scenario: Scenario, variant: Variant, seeds: list, max_memory: i
 
 
 def run_blocks(scenario: Scenario, variant: Variant, blocks: list[list], per_pass: int, backend: str,
-               threads=None) -> np.ndarray:
+               threads=None, jit: bool | None = None) -> np.ndarray:
     """What an executor runs: several seed blocks of one cell, each its own pass as in a local sweep, their margins
     concatenated.  backend is a name (a Backend does not travel between processes); `threads` (a number, or a
     function that says it where the task runs) bounds the numpy backend's threads, so that tasks running side by
-    side on one machine do not multiply them."""
-    engine = task_backend(backend, threads() if callable(threads) else threads)
+    side on one machine do not multiply them; jit: the sweep's sweep_jit()."""
+    engine = task_backend(backend, threads() if callable(threads) else threads, jit)
     return np.concatenate([run_cell(scenario, variant, block, engine, per_pass) for block in blocks])
 
 
 @cache
-def task_backend(name: str, threads: int | None) -> Backend:
-    """The backend a task runs on, one a (name, threads) and process, kept between tasks."""
-    if name == "numpy" and threads:
+def task_backend(name: str, threads: int | None, jit: bool | None = None) -> Backend:
+    """The backend a task (or a local sweep) runs on, one a (name, threads, jit) and process, kept between tasks."""
+    if name == "numpy" and (threads or jit is not None):
         from assocmem.backends.numpy_backend import NumpyBackend
-        return NumpyBackend(threads=threads)
+        return NumpyBackend(threads=threads, jit=jit)
     return get_backend(name)
+
+
+def sweep_jit(scenario: Scenario, cells, seeds) -> bool:
+    """Whether a sweep's numpy passes take the fused loops (backends/fused.py): decided once, from the sweep's size
+    alone, and handed to every pass, here or on a worker.  Left to each pass, the choice would hang on what the
+    process had run before (whether numba was loaded yet), and a seed's margins, in the last bits, on where it ran."""
+    from assocmem.backends import fused
+
+    tokens = sum(len(p.tokens) for p in scenario.prompts)
+    updates = len(seeds) * tokens * sum(
+        variant.model.dim * sum(stage.kind == "feedback" for layer in variant.model.pipeline for stage in layer.stages)
+        for variant, _, _ in cells)
+    return updates >= fused.FIRST_CALL_UPDATES and fused.available()
 
 
 def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=None,
@@ -202,25 +215,31 @@ def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=No
     the order tasks finish in.  A task's error cancels the rest and is raised here.
 
     ablate: `--ablate` specs, applied together; each cell's margins are then the ablated model's, and `unablated`
-    holds the margins without them, from the same passes (not with an executor, yet).
+    holds the margins without them, from the same passes (not with an executor, yet).  A numpy backend left to
+    choose its fused loops (jit None) has the choice made once for the sweep (sweep_jit).
 
     >>> sweep("scenarios/pronoun.yaml", seeds=3).accuracy  # doctest: +SKIP
     1.0
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, **overrides)
-    if executor is None and (backend is None or isinstance(backend, str)):
-        backend = get_backend(backend or "numpy")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     cells = plan(scenario, dims, temperatures)
+    name = backend.name if isinstance(backend, Backend) else backend or "numpy"
+    jit = getattr(backend, "jit", None)
+    if name == "numpy" and jit is None:  # auto: pinned for the whole sweep (sweep_jit)
+        jit = sweep_jit(scenario, cells, seeds)
+        if executor is None:
+            backend = task_backend("numpy", getattr(backend, "threads", None), jit)
+    elif executor is None and not isinstance(backend, Backend):
+        backend = get_backend(name)
     resolved = [parse_all(ablate, scenario, variant.model) for variant, _, _ in cells]  # refuse before any work
     if executor is not None:
         if ablate:
             raise InputError("--ablate does not run on a --scheduler yet",
                              hint="run the ablated sweep without --scheduler (its passes hold both models)")
-        name = backend if isinstance(backend, str) or backend is None else backend.name
-        return _sweep_on(executor, scenario, seeds, dims, temperatures, max_memory, on_step, name or "numpy",
-                         max(1, blocks_per_task), task_threads)
+        return _sweep_on(executor, scenario, seeds, dims, temperatures, max_memory, on_step, name,
+                         max(1, blocks_per_task), task_threads, jit)
     result = SweepResult(scenario, [], ablations=resolved[0] if resolved else ())
     try:
         for (variant, d, t), ablations in zip(cells, resolved):
@@ -246,7 +265,7 @@ WAIT_S = 0.25
 
 
 def _sweep_on(executor: Executor, scenario, seeds, dims, temperatures, max_memory, on_step, backend: str,
-              blocks_per_task: int, threads: int | None) -> SweepResult:
+              blocks_per_task: int, threads: int | None, jit: bool | None) -> SweepResult:
     """sweep() through an executor: every task submitted up front, results put back in seed order as they come."""
     cells, done, pending, finished = [], {}, {}, SimpleQueue()
     for variant, d, t in plan(scenario, dims, temperatures):  # plan every cell first: a bad budget fails before any task
@@ -257,7 +276,7 @@ def _sweep_on(executor: Executor, scenario, seeds, dims, temperatures, max_memor
     try:
         for c, (_, variant, per_pass, tasks) in enumerate(cells):
             for k, task in enumerate(tasks):
-                future = executor.submit(run_blocks, scenario, variant, task, per_pass, backend, threads)
+                future = executor.submit(run_blocks, scenario, variant, task, per_pass, backend, threads, jit)
                 pending[future] = (c, k)
                 future.add_done_callback(finished.put)  # a queue, not wait(): O(1) a task, not O(tasks) each time
         while pending:

@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def backends():
     """The reference (plain batched code), numpy as shipped, numpy with tiny blocks and chunks (so every
-    block and chunk boundary is crossed) and its numba scan off, numpy with the fused numba scan always on
-    (skipped where numba is missing), the CUDA kernels run on the CPU through the cupy backend's own
+    block and chunk boundary is crossed) and its numba scan off, numpy with the fused numba loops always on
+    (skipped where numba is missing), whole and a prompt at a time on two threads, the CUDA kernels run on the CPU through the cupy backend's own
     launch code, and cupy where there is a GPU."""
     from assocmem.backends import Backend
     from assocmem.backends.numpy_backend import NumpyBackend
@@ -19,8 +19,12 @@ def backends():
     out = [pytest.param(Backend(), id="reference"), pytest.param(NumpyBackend(), id="numpy"),
            pytest.param(NumpyBackend(threads=2, block_rows=3, chunk_rows=5, jit=False), id="numpy-small-blocks")]
     from assocmem.backends import fused
-    out.append(pytest.param(NumpyBackend(threads=2, jit=True), id="numpy-fused", marks=() if fused.available() else
-                            pytest.mark.skip(reason="numba is not installed (pip install 'assocmem[jit]')")))
+    no_numba = pytest.mark.skip(reason="numba is not installed (pip install 'assocmem[jit]')")
+    out.append(pytest.param(NumpyBackend(threads=2, jit=True, stream_block_bytes=2**40), id="numpy-fused",
+                            marks=() if fused.available() else no_numba))
+    # a pass that records nothing, a prompt at a time on two threads (prompts_per_block, map_blocks)
+    out.append(pytest.param(NumpyBackend(threads=2, jit=True, stream_block_bytes=1), id="numpy-fused-blocks",
+                            marks=() if fused.available() else no_numba))
     try:
         from kernels_host import host_backend
         out.append(pytest.param(host_backend(), id="kernels-on-cpu"))

@@ -45,3 +45,20 @@ def test_without_cupy_cupy_is_refused_and_auto_falls_back_to_numpy_with_the_same
 
 def test_numpy_uses_the_cores_it_may_run_on_and_one_instance_a_name():
     assert NumpyBackend().threads >= 1 and get_backend("numpy") is get_backend("numpy")
+
+
+@pytest.mark.parametrize("code, env, want", [
+    ("import assocmem", {}, "4"),                      # before numpy loads OpenBLAS: its threads do not spin
+    ("import assocmem", {"OPENBLAS_THREAD_TIMEOUT": "12"}, "12"),  # the user's own setting wins
+    ("import numpy, assocmem", {}, "unset"),           # numpy first: OpenBLAS has read it already, so it is left
+], ids=["first", "user-set", "numpy-first"])
+def test_openblas_threads_are_told_not_to_spin_only_where_it_can_still_take(code, env, want):
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    r = subprocess.run([sys.executable, "-c", f"{code}; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))"],
+                       cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == want

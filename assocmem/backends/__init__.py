@@ -12,14 +12,27 @@ from assocmem.model import KINDS, Stage
 NAMES = ("numpy", "cupy", "auto")
 
 
+class _Checked:
+    """What a stage method returns, when not recording, where it has itself checked that every value it wrote is
+    finite (the fused scan, as it goes): the engine then does not read the stream again to look."""
+
+    def __repr__(self):
+        return "CHECKED"
+
+
+CHECKED = _Checked()
+
+
 class Backend:
     """Runs stages on one batch, written once against the array module `xp`.
 
     KINDS[kind].method names the stage method that runs a kind: static (assoc, mlp), context or feedback.  Each
     takes (X, inputs, stage, temperature, sim, record), updates X in place and returns the stage's weights,
     (S, P, T, columns), when recording (else None), or (weights, parts) where a stage is made of several reads
-    (a prefix read's steps and hops: engine.StageRecord.parts).  A backend with a faster way to do the work (cache-sized
-    blocks, a CUDA kernel) overrides read_static, scan_feedback or a stage method, and nothing else.
+    (a prefix read's steps and hops: engine.StageRecord.parts), or CHECKED, not recording, where it checked that what
+    it wrote is finite.  A backend with a faster way to do the work (cache-sized blocks, a CUDA kernel) overrides
+    read_static, scan_feedback or a stage method, and prompts_per_block where a pass should go a block of prompts at
+    a time; nothing else.
 
     Shapes: X (S, P, T, d) on the backend; inputs: layers.Inputs, tokens (S, P, T, d), lengths (P,), keys and
     values (S, M, d).
@@ -59,13 +72,25 @@ class Backend:
         return layers.context_scan(X, inputs.tokens, select, temperature, sim, stage.values, self.xp, record,
                                    inputs.readable)
 
-    def feedback(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record, repeats: int = 1):
-        """`repeats` feedback stages in one call; the weights are the averaging weights the scan used."""
-        self.scan_feedback(X, inputs.lengths, stage, repeats, inputs.readable)
+    def feedback(self, X, inputs: layers.Inputs, stage: Stage, temperature, sim, record, repeats: int = 1,
+                 source=None):
+        """`repeats` feedback stages in one call; the weights are the averaging weights the scan used.
+        source: the stream before the stage, where X does not hold it yet (engine.forward's first layer)."""
+        checked = self.scan_feedback(X, inputs.lengths, stage, repeats, inputs.readable, source)
         if record:
             return layers.feedback_weights(inputs.lengths, stage, X.shape[0], X.shape[2], X.dtype, self.xp,
                                            inputs.readable)
+        return CHECKED if checked else None
+
+    def prompts_per_block(self, tokens, pipeline) -> int | None:
+        """How many prompts a pass that records nothing takes through the whole pipeline at a time, so that a
+        block's stream stays in cache from one stage to the next; None: the whole batch at once."""
         return None
+
+    def map_blocks(self, run, starts) -> list:
+        """[run(start) for start in starts]: the blocks of prompts_per_block, in order (a backend may run them
+        side by side)."""
+        return [run(start) for start in starts]
 
     # ------------------------------------------------------------------ the work itself, where backends differ
 
@@ -73,9 +98,14 @@ class Backend:
         return layers.static_read(X, keys, values, select, temperature, sim, self.xp, record, self.chunk_rows,
                                   kept=kept)
 
-    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1, readable=None) -> None:
-        """readable (S or 1, P, T) or None: the rows a mean may use; backends leave ablated batches to this code."""
+    def scan_feedback(self, X, lengths, stage: Stage, repeats: int = 1, readable=None, source=None) -> bool | None:
+        """readable (S or 1, P, T) or None: the rows a mean may use; backends leave ablated batches to this code.
+        source: the stream before the scan, copied into X first (a backend may read it as it goes instead).
+        Returns True where it checked that every value it wrote is finite (None: it did not look)."""
+        if source is not None:
+            X[...] = source
         layers.feedback_scan(X, lengths, stage, repeats, self.xp, readable)
+        return None
 
 
 @cache

@@ -1,4 +1,5 @@
-"""The feedback scan fused by numba: every repeat and position of one prompt while its rows stay in L1/L2."""
+"""What numba fuses on the CPU: the feedback scan, every repeat and position of one prompt while its rows stay in
+L1/L2, and the context read at the last position, a prompt's scores, softmax and read in one pass over its rows."""
 from __future__ import annotations
 
 import os
@@ -7,16 +8,16 @@ from functools import cache
 import numpy as np
 
 from assocmem.layers import RMS_EPS
+from assocmem.mem import EPS
 from assocmem.model import Stage
 
 POSITIONS = {"all": 0, "last": 1, "before_last": 2}  # as kernels/common.cuh numbers them
-# When the fused scan pays, in element updates (prompts x positions x d x repeats).  Measured on the 2-core EPYC
-# (shared, loaded): the numpy scan does 0.27-0.69 G updates/s, the fused one 3x (T = 16) to 5.6x (T = 1024) that
-# at 1.6e8 updates and 1.2x at 1e7.  But a process's first fused call imports numba and loads the compiled scan
-# from numba's cache, 1.2 s in all (a cold compile, once per machine and numba version, takes 6 s a dtype): that
-# pays only where the numpy scan would take about 2 s, 1e9 updates.  Once loaded, it wins from 1e7 updates.
+# When the fused scan pays, in element updates (prompts x positions x d x repeats).  Once loaded it beats the numpy
+# scan at every size measured on the 2-core EPYC (3200 updates: 0.023 ms against 0.31; 2e6: 0.29 ms against 3.2),
+# but a process's first fused call imports numba and loads the compiled scans from numba's cache, 1.2 s in all (a
+# cold compile, once per machine and numba version, takes 6 s a dtype): that pays only where the numpy scan would
+# take about 2 s, 1e9 updates.
 FIRST_CALL_UPDATES = 1_000_000_000
-MIN_UPDATES = 10_000_000
 OFF = ("0", "off", "no", "false")
 
 
@@ -32,8 +33,8 @@ def _compiled():
     # reassoc lets the sum of squares vectorise; contract allows fused multiply-adds.  Not nnan/ninf: the engine
     # checks what a stage wrote for NaN and infinity, and those flags would let LLVM assume they never occur.
     jit = numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"}, nogil=True)
-    globals()["numba_prange"] = numba.prange  # _scan's loop over groups, parallel once compiled
-    return numba, jit(_scan)
+    globals()["numba_prange"] = numba.prange  # the loops over groups, parallel once compiled
+    return numba, jit(_wave), jit(_scan), jit(_last_read)
 
 
 def available() -> bool:
@@ -42,29 +43,34 @@ def available() -> bool:
 
 
 def load() -> None:
-    """Import numba and load (or compile) the float32 and float64 scans now, so no later call pays for it."""
+    """Import numba and load (or compile) the float32 and float64 loops now, so no later call pays for it."""
     if available():
         for dtype in (np.float32, np.float64):
-            scan_feedback(np.zeros((1, 1, 2, 4), dtype=dtype), np.array([2]), Stage("feedback"), 1, 1)
+            X = np.zeros((1, 1, 2, 4), dtype=dtype)
+            for stage in (Stage("feedback"), Stage("feedback", window=1)):  # the wavefront, and the windowed scan
+                scan_feedback(X, np.array([2]), stage, 1, 1)
+            read_last(X, X, np.array([2]), 1.0, "cosine", 1)
 
 
 def worth_it(X, repeats: int) -> bool:
     """Whether the fused scan is expected to beat the numpy one, a first call's load time included (that
     check imports nothing)."""
-    S, P, T, d = X.shape
-    updates = S * P * T * d * repeats
     if _compiled.cache_info().currsize == 0:
-        return updates >= FIRST_CALL_UPDATES and available()
-    return updates >= MIN_UPDATES and available()
+        return X.size * repeats >= FIRST_CALL_UPDATES and available()
+    return available()
 
 
 def fits(X) -> bool:
     return X.dtype in (np.float32, np.float64) and X.flags.c_contiguous and X.ndim == 4
 
 
-def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int) -> None:
-    """layers.feedback_scan, fused: X (S, P, T, d) C-contiguous float32/float64, updated in place; lengths (P,)."""
-    numba, scan = _compiled()
+def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int, source=None) -> bool:
+    """layers.feedback_scan, fused: X (S, P, T, d) C-contiguous float32/float64, updated in place; lengths (P,).
+    source: the stream before the scan, where X does not hold it yet (X is then written whole, each row taken from
+    source as the scan reaches it: no copy of the stream first); C-contiguous, X's shape and dtype.
+    Returns whether every value it wrote is finite (each row's sum of squares, or the row itself under
+    `norm: none`, taken as it goes): False means that the caller must look for what is not."""
+    numba, wave, scan, _ = _compiled()
     S, P, T, d = X.shape
     rows = X.reshape(S * P, T, d)
     lens = np.ascontiguousarray(np.tile(np.asarray(lengths, dtype=np.int64), S))
@@ -76,20 +82,174 @@ def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int) -> None:
     guard = (RMS_EPS * k * k * d).astype(X.dtype)                           # eps k^2 d under the square root
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     groups = min(S * P, max(1, threads) * 4)  # a few groups a thread, so a slow core does not hold the rest up
-    scan(rows, lens, repeats, POSITIONS[stage.positions], real(sign), stage.norm == "rms", stage.window or 0,
-         k.astype(X.dtype), factor, guard, real(0), groups)
+    if stage.window:
+        if source is not None:
+            np.copyto(X, source)
+        return bool(scan(rows, lens, repeats, POSITIONS[stage.positions], real(sign), stage.norm == "rms",
+                         stage.window, k.astype(X.dtype), factor, guard, real(0), groups))
+    origin = rows if source is None else source.reshape(S * P, T, d)
+    return bool(wave(origin, rows, source is not None, lens, repeats, POSITIONS[stage.positions], real(sign),
+                     stage.norm == "rms", k.astype(X.dtype), factor, guard, real(0), real(1), groups))
+
+
+def read_last(X, values, lengths, temperature: float, sim: str, threads: int):
+    """layers.context_last without weights: each prompt's last row reads the rows before it, mem(x_last, X[:last],
+    V[:last]).  X, values (S, P, T, d) C-contiguous, values X itself or the tokens; lengths (P,).  Returns the reads,
+    (S, P, d), or None where a row's norm leaves the range in which cosine divides raw dot products
+    (mem.similarity's 2^(+-maxexp/4)): the caller then takes layers.context_last, which normalises copies."""
+    numba, _, _, last_read = _compiled()
+    S, P, T, d = X.shape
+    real = X.dtype.type
+    bound = 2.0 ** (np.finfo(X.dtype).maxexp // 4)
+    lens = np.ascontiguousarray(np.tile(np.asarray(lengths, dtype=np.int64), S))
+    out = np.empty((S * P, d), dtype=X.dtype)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    groups = min(S * P, max(1, threads) * 4)
+    ok = last_read(X.reshape(S * P, T, d), values.reshape(S * P, T, d), lens, real(1.0 / temperature),
+                   sim == "cosine", real(EPS), real(bound ** -2), real(bound ** 2), real(0), out, groups)
+    return out.reshape(S, P, d) if ok else None
+
+
+def _last_read(X, V, lengths, scale, cosine, eps, low, high, zero, out, groups):
+    """read_last's loop: per prompt, one pass over the rows before the last for their dot products with it (and
+    their squares, under cosine), the softmax of the scores, and a pass over the values.  X, V (n, T, d); out (n, d).
+    Returns False where a nonzero row's sum of squares is outside [low, high]."""
+    n, T, d = X.shape
+    ok = np.ones(groups, dtype=np.bool_)
+    for g in numba_prange(groups):
+        scores = np.empty(T, dtype=X.dtype)
+        for p in range(g * n // groups, (g + 1) * n // groups):
+            L = min(lengths[p], T)
+            o = out[p]
+            o[:] = zero
+            if L < 2:
+                continue
+            q = X[p, L - 1]
+            qq = zero
+            for e in range(d):
+                qq += q[e] * q[e]
+            if cosine and qq != zero and not (low <= qq <= high):
+                ok[g] = False
+                continue
+            q_norm = max(np.sqrt(qq), eps)
+            for j in range(L - 1):
+                x = X[p, j]
+                dot, kk = zero, zero
+                for e in range(d):
+                    dot += q[e] * x[e]
+                    kk += x[e] * x[e]
+                if cosine:
+                    if kk != zero and not (low <= kk <= high):
+                        ok[g] = False
+                    dot = dot / (q_norm * max(np.sqrt(kk), eps))
+                scores[j] = dot * scale
+            top = scores[0]
+            for j in range(1, L - 1):
+                top = max(top, scores[j])
+            total = zero
+            for j in range(L - 1):
+                scores[j] = np.exp(scores[j] - top)
+                total += scores[j]
+            for j in range(L - 1):
+                w = scores[j] / total
+                v = V[p, j]
+                for e in range(d):
+                    o[e] += w * v[e]
+    return ok.all()
+
+
+def _wave(source, X, copy, lengths, repeats, positions, sign, rms, k, factor, guard, zero, one, groups):
+    """The scan without a window, position by position with every repeat at each: a wavefront.  Repeat r at
+    position i needs repeat r - 1's row i and repeat r's running sum of rows 0..i-1, so with one running sum a
+    repeat (totals, repeats x d) a prompt's rows are each read and written once, not once a repeat.
+
+    RMSnorm is kept lazy: a row is held unnormalised, u, with its scale c = 1 / sqrt(|u|^2 + eps k^2 d), and
+    one pass over it makes repeat r from repeat r - 1 (x = c u, the next u = k x + sign total_r) while it adds
+    x to repeat r - 1's running sum.  X (n, T, d) in place; with `copy`, each row is first taken from source (n, T,
+    d) as the scan reaches it.  Returns whether what it wrote is finite.
+    """
+    n, T, d = X.shape
+    bad = np.zeros(groups, dtype=np.bool_)
+    for g in numba_prange(groups):
+        totals = np.empty((repeats, d), dtype=X.dtype)
+        check = zero  # stays 0 while every sum of squares (or value) is finite: inf * 0 and nan * 0 are nan
+        for p in range(g * n // groups, (g + 1) * n // groups):
+            L = min(lengths[p], T)
+            x = X[p]
+            if copy:
+                for i in range(T):
+                    if i == 0 or i >= L:  # rows the stage leaves as they are
+                        for j in range(d):
+                            v = source[p, i, j]
+                            x[i, j] = v
+                            check += v * zero
+            for q in range(repeats):
+                for j in range(d):
+                    totals[q, j] = x[0, j]  # position 0 has no past: it is the same row in every repeat
+            for i in range(1, L):
+                row = x[i]
+                if copy:
+                    for j in range(d):
+                        v = source[p, i, j]
+                        row[j] = v
+                        check += v * zero
+                if not (positions == 0 or (positions == 1 and i == L - 1) or (positions == 2 and i < L - 1)):
+                    for q in range(repeats):  # a row the stage leaves is still in every later mean
+                        t = totals[q]
+                        for j in range(d):
+                            t[j] += row[j]
+                    continue
+                if not rms:
+                    for q in range(repeats):
+                        t = totals[q]
+                        for j in range(d):
+                            v = row[j] + factor[i] * t[j]
+                            row[j] = v
+                            t[j] += v
+                            check += v * zero
+                    continue
+                c = one
+                for q in range(repeats):
+                    t = totals[q]
+                    squares = zero
+                    if q == 0:
+                        for j in range(d):
+                            v = k[i] * row[j] + sign * t[j]
+                            row[j] = v
+                            squares += v * v
+                    else:
+                        before, kc = totals[q - 1], k[i] * c
+                        for j in range(d):
+                            u = row[j]
+                            before[j] += c * u
+                            v = kc * u + sign * t[j]
+                            row[j] = v
+                            squares += v * v
+                    check += squares * zero
+                    c = one / np.sqrt(squares + guard[i])
+                last = totals[repeats - 1]
+                for j in range(d):
+                    v = c * row[j]
+                    row[j] = v
+                    last[j] += v
+        bad[g] = not (check == zero)
+    return not bad.any()
 
 
 def _scan(X, lengths, repeats, positions, sign, rms, window, k, factor, guard, zero, groups):
-    """The scan of feedback_positions, one prompt at a time, per group of prompts on a thread.
+    """The scan with a window, one prompt at a time and repeat after repeat, per group of prompts on a thread: a
+    window drops the row w places back, which the wavefront would have to keep for every repeat.
 
     X (n, T, d): prompt p's rows are X[p], T x d contiguous (64 KB at T = 16, d = 1000 float32), so all its
     repeats run in L1/L2.  total (d,) is the running sum of the updated rows before i.  k, factor, guard (T,) in
     X's dtype: the rows averaged, sign / k, and RMS_EPS k^2 d, so no int or float64 promotes the arithmetic.
+    Returns whether what it wrote is finite, as _wave.
     """
     n, T, d = X.shape
+    bad = np.zeros(groups, dtype=np.bool_)
     for g in numba_prange(groups):
         total = np.empty(d, dtype=X.dtype)
+        check = zero
         for p in range(g * n // groups, (g + 1) * n // groups):
             L = min(lengths[p], T)
             x = X[p]
@@ -98,7 +258,7 @@ def _scan(X, lengths, repeats, positions, sign, rms, window, k, factor, guard, z
                 for i in range(1, L):
                     for j in range(d):
                         total[j] += x[i - 1, j]
-                    if window > 0 and i > window:
+                    if i > window:
                         for j in range(d):
                             total[j] -= x[i - 1 - window, j]
                     if not (positions == 0 or (positions == 1 and i == L - 1) or (positions == 2 and i < L - 1)):
@@ -109,12 +269,17 @@ def _scan(X, lengths, repeats, positions, sign, rms, window, k, factor, guard, z
                             v = k[i] * x[i, j] + sign * total[j]
                             x[i, j] = v
                             squares += v * v
+                        check += squares * zero
                         norm = np.sqrt(squares + guard[i])
                         for j in range(d):
                             x[i, j] = x[i, j] / norm
                     else:
                         for j in range(d):
-                            x[i, j] += factor[i] * total[j]
+                            v = x[i, j] + factor[i] * total[j]
+                            x[i, j] = v
+                            check += v * zero
+        bad[g] = not (check == zero)
+    return not bad.any()
 
 
 numba_prange = range  # numba.prange once _compiled() ran: the scan reads as plain Python until then
