@@ -10,6 +10,7 @@ import numpy as np
 
 from assocmem import peers
 from assocmem.backends import Backend, get_backend
+from assocmem.contention import BUSY_OTHERS, BUSY_SPREAD, Contention
 from assocmem.engine import forward
 from assocmem.mem import unit
 from assocmem.model import default_pipeline, feedback10_pipeline
@@ -21,9 +22,7 @@ TARGETS = {
               "speedup_vs_batched_numpy_long": 1.0, "gemm_fraction": 0.8, "scan_bandwidth_fraction": 0.6},
 }
 TARGETS["cupy"] = {**TARGETS["numpy"], "speedup_vs_numpy": 50.0}
-# Pair ratios whose interquartile range exceeds this share of their median: the machine was busy (a quiet machine
-# gives a few per cent), and the figure is flagged.
-BUSY_SPREAD = 0.10
+
 TEMPERATURE = 0.05
 
 
@@ -58,6 +57,8 @@ class BenchResult:
     spreads: dict = field(default_factory=dict)   # each figure's interquartile range over its median
     notes: dict = field(default_factory=dict)     # why a figure is None
     details: dict = field(default_factory=dict)   # the times and rates they come from
+    parts: dict = field(default_factory=dict)     # the part of the bench each figure comes from
+    contention: dict = field(default_factory=dict)  # per part: the machine's CPU share other processes took
 
     @property
     def targets(self) -> dict:
@@ -65,8 +66,10 @@ class BenchResult:
 
     @property
     def busy(self) -> list[str]:
-        """The figures whose pairs spread more than BUSY_SPREAD: measured while the machine was doing other work."""
-        return [k for k, s in self.spreads.items() if s is not None and s > BUSY_SPREAD]
+        """The figures measured while the machine was doing other work: their pairs spread more than BUSY_SPREAD,
+        or other processes took more than BUSY_OTHERS of the machine during their part."""
+        return [k for k, s in self.spreads.items()
+                if (s is not None and s > BUSY_SPREAD) or (self.contention.get(self.parts.get(k)) or 0) > BUSY_OTHERS]
 
     def meets(self, name: str) -> bool:
         return self.figures.get(name) is not None and self.figures[name] >= self.targets[name]
@@ -76,7 +79,8 @@ class BenchResult:
                **{f"{k}_note": v for k, v in self.notes.items()}}
         return {**out, "backend": self.backend, "targets": self.targets,
                 "meets_targets": {k: self.meets(k) for k in self.figures if k in self.targets},
-                "busy": self.busy, "machine": self.machine, "shapes": vars(self.shapes), "details": self.details}
+                "busy": self.busy, "other_load": self.contention, "machine": self.machine,
+                "shapes": vars(self.shapes), "details": self.details}
 
 
 def interleaved(contenders: dict, rounds: int, synchronize=lambda: None) -> dict:
@@ -280,7 +284,7 @@ def bench_sweep(backend: Backend, shapes: Shapes) -> dict:
 
 
 def preload(backend: Backend) -> None:
-    """Load the fused scan's compiled code now, not inside a timing (and so it is used from 1e7 updates on)."""
+    """Load the fused loops now, not inside a timing (and so the numpy backend takes them at every size)."""
     from assocmem.backends import fused
 
     if backend.name == "numpy" and fused.available():
@@ -299,11 +303,13 @@ def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> Benc
     for k, (name, step) in enumerate(steps, 1):
         if on_step:
             on_step(name, k, len(steps))
-        part = step(backend, shapes)
+        with Contention() as others:
+            part = step(backend, shapes)
+        result.contention[name] = others.others
         suffix = LONG if name == "long prompts" else ""
         for key, (median, spread) in part.pop("ratios").items():
             key += suffix
-            result.figures[key], result.spreads[key] = median, spread
+            result.figures[key], result.spreads[key], result.parts[key] = median, spread, name
             if key in AT_MOST_ONE and median > 1:
                 result.figures[key], result.notes[key] = None, f"invalid ({median:.2f} measured): {AT_MOST_ONE[key]}"
         result.details[name] = part

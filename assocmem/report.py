@@ -10,6 +10,7 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
+from assocmem.contention import BUSY_OTHERS, BUSY_SPREAD
 from assocmem.focus import SHOWN, top_k
 from assocmem.readout import competing, share_held
 from assocmem.runs import NO_MARGIN, Attention, Column, PromptRun, Result, VariantRun
@@ -350,9 +351,12 @@ def print_bench(result, console: Console) -> None:
         details.add_row(part, ", ".join(f"{k} {_number(v)}" for k, v in values.items()))
     console.print(details)
     if result.busy:
-        console.print(Text(f"warning: the machine was busy: the pairs of {', '.join(result.busy)} spread more than "
-                           f"10 % (load average {result.machine.get('load_average')}); rerun on a quiet machine "
-                           f"before quoting them", style="bold yellow"))
+        loaded = {part: share for part, share in result.contention.items() if share is not None and share > BUSY_OTHERS}
+        why = f"their pairs spread more than {BUSY_SPREAD:.0%}" + (", or other processes took " + ", ".join(
+            f"{share:.0%} of the machine during {part}" for part, share in loaded.items()) if loaded else "")
+        console.print(Text(f"warning: the machine was busy for {', '.join(result.busy)}: {why} (load average "
+                           f"{result.machine.get('load_average')}); rerun on a quiet machine before quoting them",
+                           style="bold yellow"))
     m = result.machine
     console.print(f"machine: {m.get('cpu')}, {m.get('cores')} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
                   f"numpy {m.get('numpy')} ({m.get('blas', 'BLAS unknown')}); fused scan: {m.get('fused_scan')}; "

@@ -2,6 +2,8 @@
 invalid, a busy machine is flagged, and the figures come out of the command."""
 import json
 import math
+import os
+import time
 
 import numpy as np
 import pytest
@@ -68,9 +70,53 @@ def test_a_read_faster_than_its_gemms_is_invalid_not_a_result(monkeypatch):
     assert out["gemm_fraction_spread"] == 0.3 and out["busy"] == ["gemm_fraction"]
 
 
-def test_busy_is_the_figures_whose_pairs_spread_more_than_a_tenth():
-    result = BenchResult("numpy", {}, QUICK, figures={"a": 1.0, "b": 2.0}, spreads={"a": 0.05, "b": 0.4})
+def test_busy_is_the_figures_whose_pairs_spread_or_whose_part_had_other_load():
+    result = BenchResult("numpy", {}, QUICK, figures={"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},
+                         spreads={"a": 0.05, "b": 0.4, "c": 0.2, "d": 0.01},
+                         parts={"a": "quiet", "b": "quiet", "c": "quiet", "d": "loaded"},
+                         contention={"quiet": 0.01, "loaded": 0.3})
+    assert result.busy == ["b", "d"]  # a spread of 40 %; a part where other processes took 30 % of the machine
+    result.contention = {"quiet": None, "loaded": None}  # too short, or no /proc/stat: the spread alone decides
     assert result.busy == ["b"]
+    assert result.to_dict()["other_load"] == {"quiet": None, "loaded": None}
+
+
+def test_contention_is_other_processes_share_of_the_machine(monkeypatch):
+    from assocmem import contention
+
+    clock = {"busy": 100.0, "own": 10.0, "wall": 50.0}
+    monkeypatch.setattr(contention, "machine_busy_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(contention, "own_seconds", lambda: clock["own"])
+    monkeypatch.setattr(contention.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(contention.os, "cpu_count", lambda: 2)
+    with contention.Contention() as c:
+        clock.update(busy=103.0, own=11.0, wall=52.0)  # 3 busy seconds in 2 s on 2 cores, 1 of them ours
+    assert c.others == pytest.approx(0.5)
+    with contention.Contention() as c:
+        clock.update(busy=103.5, own=11.1, wall=52.5)  # half a second: ticks of 10 ms are too coarse
+    assert c.others is None
+    monkeypatch.setattr(contention, "machine_busy_seconds", lambda: None)  # no /proc/stat
+    with contention.Contention() as c:
+        clock.update(wall=60.0)
+    assert c.others is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux only")
+def test_a_job_on_another_core_is_seen():
+    """A real busy loop in another process, while this one sleeps: at least half a core's share of the machine."""
+    import subprocess
+    import sys
+
+    from assocmem.contention import Contention
+    job = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        with Contention() as c:
+            time.sleep(1.5)
+    finally:
+        job.kill()
+        job.wait()
+    assert c.others >= 0.5 / os.cpu_count(), c.others
 
 
 def test_scaling_fits_the_exponent_of_each_axis(monkeypatch):

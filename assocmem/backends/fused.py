@@ -1,5 +1,4 @@
-"""What numba fuses on the CPU: the feedback scan, every repeat and position of one prompt while its rows stay in
-L1/L2, and the context read at the last position, a prompt's scores, softmax and read in one pass over its rows."""
+"""What numba fuses on the CPU: the feedback scan, a wavefront over each prompt's rows, and the last-position read."""
 from __future__ import annotations
 
 import os
