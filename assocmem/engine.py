@@ -15,7 +15,12 @@ from assocmem.model import COLUMNS, KINDS, Layer, Model, Stage
 
 
 class NumericalError(ArithmeticError):
-    """A stage produced a value that is not finite; no number after it can be trusted."""
+    """A stage produced a value that is not finite; no number after it can be trusted.  at: (layer, stage) where it
+    was found, 0-based, (inf, inf) for the final logits: of a batch's blocks, the earliest is the batch's."""
+
+    def __init__(self, message: str, at: tuple = (float("inf"), float("inf"))):
+        super().__init__(message)
+        self.at = at
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
                     weights = _apply_skipping(stage, X, inputs, changes, first_stage[l] + s, temperature, sim, backend,
                                               record, repeats)
                 if weights is not CHECKED:
-                    _check_finite(written(X, lengths, stage, xp), xp, l, repeats, stage, temperature, sim)
+                    _check_finite(written(X, lengths, stage, xp), xp, l, s, repeats, stage, temperature, sim)
                 if record:
                     weights, parts = weights if isinstance(weights, tuple) else (weights, ())
                     records.append(StageRecord(l + 1, s, stage, weights, parts))
@@ -177,10 +182,16 @@ def in_blocks(per: int, tokens, lengths, memory_keys, memory_values, vectors, pi
     so a pass writes no stream the size of the batch and pays no page faults for one (a block of a batch of several
     codebooks is not contiguous: forward copies it, into cache)."""
     def block(a):
-        return forward(tokens[:, a:a + per], lengths[a:a + per], memory_keys, memory_values, vectors, pipeline,
-                       temperature, sim, backend, False, overwrite_tokens).logits
+        try:
+            return forward(tokens[:, a:a + per], lengths[a:a + per], memory_keys, memory_values, vectors, pipeline,
+                           temperature, sim, backend, False, overwrite_tokens).logits
+        except NumericalError as err:  # kept until every block ran: the batch's error is the earliest layer's
+            return err
 
     blocks = backend.map_blocks(block, range(0, tokens.shape[1], per))
+    errors = [b for b in blocks if isinstance(b, NumericalError)]
+    if errors:
+        raise min(errors, key=lambda err: err.at)
     return Trace([], None, None, backend.xp.concatenate(blocks, axis=1), None)
 
 
@@ -281,11 +292,11 @@ def _apply_shared(stage: Stage, X, inputs: Inputs, changes: Interventions, numbe
     return after, (spread(weights), parts) if parts else spread(weights)
 
 
-def _check_finite(X, xp, l, repeats, stage, temperature, sim):
+def _check_finite(X, xp, l, s, repeats, stage, temperature, sim):
     if not all_finite(X, xp):
         where = f"layer {l + 1}" if repeats == 1 else f"layers {l + 1}-{l + repeats}"
         raise NumericalError(f"the stream stopped being finite in {where}, stage {stage.label} "
-                             f"(temperature {stage.get('temperature') or temperature:g}, similarity {sim})")
+                             f"(temperature {stage.get('temperature') or temperature:g}, similarity {sim})", (l, s))
 
 
 @dataclass

@@ -229,8 +229,9 @@ def sweep(scenario: Scenario | str | Path, seeds=100, dims=None, temperatures=No
     jit = getattr(backend, "jit", None)
     if name == "numpy" and jit is None:  # auto: pinned for the whole sweep (sweep_jit)
         jit = sweep_jit(scenario, cells, seeds)
-        if executor is None:
-            backend = task_backend("numpy", getattr(backend, "threads", None), jit)
+        if executor is None:  # the shared backend (or a name) gets the kept one; a configured one, its own copy
+            shared = not isinstance(backend, Backend) or backend is get_backend("numpy")
+            backend = task_backend("numpy", None, jit) if shared else backend.pinned(jit)
     elif executor is None and not isinstance(backend, Backend):
         backend = get_backend(name)
     resolved = [parse_all(ablate, scenario, variant.model) for variant, _, _ in cells]  # refuse before any work

@@ -249,10 +249,12 @@ def test_a_worker_killed_mid_sweep_loses_no_result(small_blocks):
         def kill_one(n):
             if killed:
                 return
-            busy = [a for a, keys in client.processing().items() if keys]
-            (victim, pid), = [(a, p) for a, p in client.run(os.getpid, workers=busy[:1]).items()]
-            os.kill(pid, signal.SIGKILL)
-            killed.append((victim, pid, len(client.processing()[victim])))
+            held = client.processing()
+            victim = max(held, key=lambda a: len(held[a]))  # the worker holding the most tasks
+            pid = client.run(os.getpid, workers=[victim])[victim]
+            holding = len(client.processing().get(victim, ()))  # counted before the kill: after it, the scheduler
+            os.kill(pid, signal.SIGKILL)                        # may already have handed them on
+            killed.append((victim, pid, holding))
 
         want = sweep(PRONOUN, seeds=60, dims=[256])
         got = bounded(lambda: sweep(PRONOUN, seeds=60, dims=[256], executor=cluster.TaskExecutor(client),

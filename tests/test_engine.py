@@ -205,3 +205,21 @@ def test_peak_memory_of_a_pass_stays_under_1_3_streams(recipe, overwrite, monkey
     finally:
         tracemalloc.stop()
     assert peak <= 1.3 * tokens.nbytes, peak / tokens.nbytes
+
+
+def test_a_blocked_pass_names_the_earliest_layer_any_block_broke_in():
+    """Blocks run apart; the batch's error is the one a whole-batch pass would raise: prompt 0 alone breaks only at
+    the final logits, prompt 1 in layer 2, so the batch breaks in layer 2, whichever block finishes first."""
+    from assocmem.backends import Backend
+    from assocmem.backends.numpy_backend import NumpyBackend
+
+    plus = dict(norm="none", sign="plus")
+    pipeline = (Layer((Stage("feedback", **plus),)), Layer((Stage("assoc"),)),
+                Layer((Stage("feedback", window=1, **plus),)), Layer((Stage("feedback", window=2, **plus),)))
+    tokens, lengths, keys, values, vocab = ragged_batch(1, S=1, lengths=(4, 4), d=4)
+    tokens[0, 0, :4] = 1e307   # finite through layer 1, overflows later
+    tokens[0, 1, :4] *= 1e308  # overflows sooner
+    with np.errstate(all="ignore"):
+        for backend in (Backend(), NumpyBackend(threads=2, jit=True, stream_block_bytes=1)):
+            with pytest.raises(NumericalError, match="stopped being finite in layer 2, stage assoc"):
+                run_pipeline(tokens.copy(), lengths, keys, values, vocab, pipeline, 0.2, "dot", backend, record=False)

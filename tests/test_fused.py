@@ -125,19 +125,23 @@ def test_the_scan_that_reads_its_source_as_it_goes_matches_the_oracle(stage, rep
                                    Stage("feedback", window=2), Stage("feedback", positions="before_last")], ids=str)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1e200], ids=["nan", "inf", "huge"])
 def test_the_fused_scan_says_when_what_it_wrote_is_not_finite(stage, bad):
-    """It returns False where a row it wrote (or copied) is not finite, or where a norm overflowed (1e200 squared):
-    the engine then looks, and names the layer.  A finite stream gets True."""
+    """It returns False where a row of the stream it leaves is not finite (one it wrote, copied, or left as it was:
+    the first row, a row its positions skip, padding), or where a norm overflowed (1e200 squared): the engine then
+    looks, and names the layer.  A finite stream gets True."""
     tokens, lengths, *_ = ragged_batch(3, S=1, lengths=(6, 4), d=8)
     X = tokens.copy()
     assert fused.scan_feedback(X, lengths, stage, 2, 1)
     if bad == 1e200 and stage.norm == "none":
         bad = np.inf  # no norm to overflow: the values themselves
-    for row in (0, 2):  # the first row is in every mean; the third is written under every stage here
+    for row in (0, 2, 3, 5):  # of the second prompt (length 4): the first row, one every stage here writes, the
+        left = row == 5 or (row == 3 and stage.positions == "before_last")  # last, padding; rows left as they are
+        if bad == 1e200 and left:
+            continue  # a huge value left as it was is finite: only a norm taken of it overflows
         tokens_bad = tokens.copy()
         tokens_bad[0, 1, row, 2] = bad
-        assert not fused.scan_feedback(tokens_bad.copy(), lengths, stage, 2, 1)
-        if not stage.window:
-            assert not fused.scan_feedback(np.empty_like(tokens), lengths, stage, 2, 1, source=tokens_bad)
+        for threads in (1, 2):
+            assert not fused.scan_feedback(tokens_bad.copy(), lengths, stage, 2, threads), (row, threads)
+            assert not fused.scan_feedback(np.empty_like(tokens), lengths, stage, 2, threads, source=tokens_bad)
 
 
 def last_read_cases():
@@ -230,3 +234,28 @@ def test_one_blas_thread_entered_from_two_threads_puts_back_the_limit_it_found(m
     [t.join(60) for t in threads]
     assert seen == [[("limit", 1, "blas")]]
     assert calls == [("limit", 1, "blas"), "restore"] and numpy_backend._blas["depth"] == 0
+
+
+@needs_numba
+def test_blocks_side_by_side_run_under_numbas_workqueue_layer():
+    """Where numba has neither OpenMP nor TBB it uses its workqueue layer, which aborts the process when two threads
+    enter parallel code at once: blocks alone on their cores take the serial builds, which need no layer."""
+    import subprocess
+
+    from conftest import ROOT
+    code = ("import numpy as np\n"
+            "from assocmem.backends.numpy_backend import NumpyBackend\n"
+            "from assocmem.bench import workload\n"
+            "from assocmem.engine import run_pipeline\n"
+            "from assocmem.model import feedback10_pipeline\n"
+            "tokens, lengths, keys, values, vectors = workload(64, 8, 32, 16)\n"
+            "b = NumpyBackend(threads=2, jit=True, stream_block_bytes=1)\n"
+            "for _ in range(5):\n"
+            "    run_pipeline(tokens, lengths, keys, values, vectors, feedback10_pipeline(), 0.1, 'cosine', b,\n"
+            "                 record=False)\n"
+            "NumpyBackend(threads=2, jit=True).scan_feedback(tokens.copy(), lengths, feedback10_pipeline()[0].stages[0])\n"
+            "import numba; print(numba.threading_layer())\n")  # one thread in parallel code: the layer it had
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**__import__("os").environ, "NUMBA_THREADING_LAYER": "workqueue"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "workqueue"

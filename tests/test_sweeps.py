@@ -106,3 +106,17 @@ def test_an_interrupted_sweep_keeps_what_finished(monkeypatch):
     monkeypatch.setattr(sweeps, "run_cell", run_cell)
     result = sweep(ROOT / "scenarios" / "pronoun.yaml", seeds=1, dims=[8, 16])
     assert not result.complete and result.cells[0].seeds == [0] and result.cells[1].margins is None
+
+
+def test_a_configured_numpy_backend_keeps_its_settings_when_the_sweep_pins_its_loops(monkeypatch):
+    """sweep() makes the fused-loop choice once (sweep_jit); a backend the caller configured keeps the rest."""
+    from assocmem import sweeps as module
+    from assocmem.backends.numpy_backend import NumpyBackend
+
+    used = []
+    real = module.run_cell
+    monkeypatch.setattr(module, "run_cell", lambda sc, v, seeds, backend, *a: used.append(backend) or real(sc, v, seeds, backend, *a))
+    mine = NumpyBackend(threads=1, block_rows=3, chunk_rows=5, stream_block_bytes=1)
+    module.sweep("scenarios/pronoun.yaml", seeds=2, backend=mine)
+    b = used[0]
+    assert b.jit in (True, False) and (b.threads, b.block_rows, b.chunk_rows, b.stream_block_bytes) == (1, 3, 5, 1)

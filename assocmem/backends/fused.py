@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import types
 from functools import cache
 
 import numpy as np
@@ -13,9 +14,9 @@ from assocmem.model import Stage
 POSITIONS = {"all": 0, "last": 1, "before_last": 2}  # as kernels/common.cuh numbers them
 # When the fused scan pays, in element updates (prompts x positions x d x repeats).  Once loaded it beats the numpy
 # scan at every size measured on the 2-core EPYC (3200 updates: 0.023 ms against 0.31; 2e6: 0.29 ms against 3.2),
-# but a process's first fused call imports numba and loads the compiled scans from numba's cache, 1.2 s in all (a
-# cold compile, once per machine and numba version, takes 6 s a dtype): that pays only where the numpy scan would
-# take about 2 s, 1e9 updates.
+# but a process's first fused call imports numba and loads the compiled loops from numba's cache, 0.4 s in all (a
+# cold compile, once per machine and numba version, takes about 4 s a loop, build and dtype): that pays only where
+# the numpy scan would take about 2 s, 1e9 updates.
 FIRST_CALL_UPDATES = 1_000_000_000
 OFF = ("0", "off", "no", "false")
 
@@ -31,9 +32,29 @@ def _compiled():
         return None
     # reassoc lets the sum of squares vectorise; contract allows fused multiply-adds.  Not nnan/ninf: the engine
     # checks what a stage wrote for NaN and infinity, and those flags would let LLVM assume they never occur.
-    jit = numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"}, nogil=True)
-    globals()["numba_prange"] = numba.prange  # the loops over groups, parallel once compiled
-    return numba, jit(_wave), jit(_scan), jit(_last_read)
+    options = dict(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
+    parallel, serial = numba.njit(parallel=True, **options), numba.njit(parallel=False, **options)
+    globals()["numba_prange"] = numba.prange  # the loops over groups: parallel where compiled so, else a range
+    loops = (_wave, _scan, _last_read)
+    return numba, {True: tuple(parallel(f) for f in loops), False: tuple(serial(_renamed(f, "_serial")) for f in loops)}
+
+
+def _renamed(fn, suffix: str):
+    """fn under another name: numba's cache keys a build by the function's name and line, not by `parallel`, so the
+    serial build needs a name of its own."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    return copy
+
+
+def _loops(threads: int):
+    """(wave, scan, last_read) for `threads`: one thread (a block alone on its core, or threads=1) takes the serial
+    builds, which need no threading layer: numba's workqueue layer, where OpenMP and TBB are missing, aborts the
+    process when two threads enter parallel code at once, as map_blocks's would."""
+    numba, builds = _compiled()
+    if threads > 1:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return builds[threads > 1]
 
 
 def available() -> bool:
@@ -46,9 +67,11 @@ def load() -> None:
     if available():
         for dtype in (np.float32, np.float64):
             X = np.zeros((1, 1, 2, 4), dtype=dtype)
-            for stage in (Stage("feedback"), Stage("feedback", window=1)):  # the wavefront, and the windowed scan
-                scan_feedback(X, np.array([2]), stage, 1, 1)
-            read_last(X, X, np.array([2]), 1.0, "cosine", 1)
+            for threads in (1, 2):  # the serial builds and the parallel ones
+                for stage in (Stage("feedback"), Stage("feedback", window=1)):  # the wavefront, the windowed scan
+                    scan_feedback(X, np.array([2]), stage, 1, threads)
+                    scan_feedback(X, np.array([2]), stage, 1, threads, source=X.copy())
+                read_last(X, X, np.array([2]), 1.0, "cosine", threads)
 
 
 def worth_it(X, repeats: int) -> bool:
@@ -65,11 +88,11 @@ def fits(X) -> bool:
 
 def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int, source=None) -> bool:
     """layers.feedback_scan, fused: X (S, P, T, d) C-contiguous float32/float64, updated in place; lengths (P,).
-    source: the stream before the scan, where X does not hold it yet (X is then written whole, each row taken from
-    source as the scan reaches it: no copy of the stream first); C-contiguous, X's shape and dtype.
-    Returns whether every value it wrote is finite (each row's sum of squares, or the row itself under
-    `norm: none`, taken as it goes): False means that the caller must look for what is not."""
-    numba, wave, scan, _ = _compiled()
+    source: the stream before the scan, where X does not hold it yet (X is then written whole; the wavefront takes
+    each row from source as it reaches it, the windowed scan copies it first); C-contiguous, X's shape and dtype.
+    Returns whether the stream it leaves is finite, every row of it (each row's sum of squares, or its values
+    under `norm: none` and where left as it was, taken as it goes): False means the caller must look for what is not."""
+    wave, scan, _ = _loops(threads)
     S, P, T, d = X.shape
     rows = X.reshape(S * P, T, d)
     lens = np.ascontiguousarray(np.tile(np.asarray(lengths, dtype=np.int64), S))
@@ -79,7 +102,6 @@ def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int, source=N
     sign = -1.0 if stage.sign == "minus" else 1.0
     factor = np.where(k > 0, sign / np.maximum(k, 1), 0).astype(X.dtype)  # x + sign * total / k (no norm)
     guard = (RMS_EPS * k * k * d).astype(X.dtype)                           # eps k^2 d under the square root
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     groups = min(S * P, max(1, threads) * 4)  # a few groups a thread, so a slow core does not hold the rest up
     if stage.window:
         if source is not None:
@@ -96,13 +118,12 @@ def read_last(X, values, lengths, temperature: float, sim: str, threads: int):
     V[:last]).  X, values (S, P, T, d) C-contiguous, values X itself or the tokens; lengths (P,).  Returns the reads,
     (S, P, d), or None where a row's norm leaves the range in which cosine divides raw dot products
     (mem.similarity's 2^(+-maxexp/4)): the caller then takes layers.context_last, which normalises copies."""
-    numba, _, _, last_read = _compiled()
+    _, _, last_read = _loops(threads)
     S, P, T, d = X.shape
     real = X.dtype.type
     bound = 2.0 ** (np.finfo(X.dtype).maxexp // 4)
     lens = np.ascontiguousarray(np.tile(np.asarray(lengths, dtype=np.int64), S))
     out = np.empty((S * P, d), dtype=X.dtype)
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     groups = min(S * P, max(1, threads) * 4)
     ok = last_read(X.reshape(S * P, T, d), values.reshape(S * P, T, d), lens, real(1.0 / temperature),
                    sim == "cosine", real(EPS), real(bound ** -2), real(bound ** 2), real(0), out, groups)
@@ -165,7 +186,7 @@ def _wave(source, X, copy, lengths, repeats, positions, sign, rms, k, factor, gu
     RMSnorm is kept lazy: a row is held unnormalised, u, with its scale c = 1 / sqrt(|u|^2 + eps k^2 d), and
     one pass over it makes repeat r from repeat r - 1 (x = c u, the next u = k x + sign total_r) while it adds
     x to repeat r - 1's running sum.  X (n, T, d) in place; with `copy`, each row is first taken from source (n, T,
-    d) as the scan reaches it.  Returns whether what it wrote is finite.
+    d) as the scan reaches it.  Returns whether every row it leaves is finite.
     """
     n, T, d = X.shape
     bad = np.zeros(groups, dtype=np.bool_)
@@ -175,13 +196,13 @@ def _wave(source, X, copy, lengths, repeats, positions, sign, rms, k, factor, gu
         for p in range(g * n // groups, (g + 1) * n // groups):
             L = min(lengths[p], T)
             x = X[p]
-            if copy:
-                for i in range(T):
-                    if i == 0 or i >= L:  # rows the stage leaves as they are
-                        for j in range(d):
-                            v = source[p, i, j]
+            for i in range(T):
+                if i == 0 or i >= L:  # rows the stage leaves as they are: still the stream, so checked too
+                    for j in range(d):
+                        v = source[p, i, j]
+                        if copy:
                             x[i, j] = v
-                            check += v * zero
+                        check += v * zero
             for q in range(repeats):
                 for j in range(d):
                     totals[q, j] = x[0, j]  # position 0 has no past: it is the same row in every repeat
@@ -197,6 +218,9 @@ def _wave(source, X, copy, lengths, repeats, positions, sign, rms, k, factor, gu
                         t = totals[q]
                         for j in range(d):
                             t[j] += row[j]
+                    if not copy:  # (a copied row was checked as it came)
+                        for j in range(d):
+                            check += row[j] * zero
                     continue
                 if not rms:
                     for q in range(repeats):
@@ -242,7 +266,7 @@ def _scan(X, lengths, repeats, positions, sign, rms, window, k, factor, guard, z
     X (n, T, d): prompt p's rows are X[p], T x d contiguous (64 KB at T = 16, d = 1000 float32), so all its
     repeats run in L1/L2.  total (d,) is the running sum of the updated rows before i.  k, factor, guard (T,) in
     X's dtype: the rows averaged, sign / k, and RMS_EPS k^2 d, so no int or float64 promotes the arithmetic.
-    Returns whether what it wrote is finite, as _wave.
+    Returns whether every row it leaves is finite, as _wave.
     """
     n, T, d = X.shape
     bad = np.zeros(groups, dtype=np.bool_)
@@ -277,6 +301,11 @@ def _scan(X, lengths, repeats, positions, sign, rms, window, k, factor, guard, z
                             v = x[i, j] + factor[i] * total[j]
                             x[i, j] = v
                             check += v * zero
+            for i in range(T):  # the rows it left as they are: still the stream, so checked too
+                if i == 0 or i >= L or not (positions == 0 or (positions == 1 and i == L - 1)
+                                            or (positions == 2 and i < L - 1)):
+                    for j in range(d):
+                        check += x[i, j] * zero
         bad[g] = not (check == zero)
     return not bad.any()
 

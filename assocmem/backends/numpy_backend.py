@@ -107,8 +107,15 @@ class NumpyBackend(Backend):
             return None
         if feedback and not self._fused(tokens, feedback):
             return None
-        per = max(1, self.stream_block_bytes // (S * T * d * tokens.itemsize))
+        prompt_bytes = S * T * d * tokens.itemsize
+        if prompt_bytes == 0:  # no codebooks, positions or dims: nothing to block
+            return None
+        per = max(1, self.stream_block_bytes // prompt_bytes)
         return per if per < P else None
+
+    def pinned(self, jit: bool) -> "NumpyBackend":
+        """This backend with its choice of the fused loops made (jit True or False), every other setting kept."""
+        return NumpyBackend(self.threads, self.block_rows, self.chunk_rows, jit, self.stream_block_bytes)
 
     def map_blocks(self, run, starts) -> list:
         """run(start) for every block, a block on each of the backend's threads, each alone on its core: one BLAS
