@@ -348,7 +348,10 @@ def print_bench(result, console: Console) -> None:
     details.add_column("part")
     details.add_column("values")
     for part, values in result.details.items():
-        details.add_row(part, ", ".join(f"{k} {_number(v)}" for k, v in values.items()))
+        shown = [f"{k} {_number(v)}" for k, v in values.items()]
+        if result.contention.get(part) is not None:  # what other processes took of the machine meanwhile
+            shown.append(f"other processes {result.contention[part]:.1%} of the machine")
+        details.add_row(part, ", ".join(shown))
     console.print(details)
     if result.busy:
         loaded = {part: share for part, share in result.contention.items() if share is not None and share > BUSY_OTHERS}

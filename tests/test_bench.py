@@ -169,3 +169,19 @@ def test_bench_table_scaling_and_bad_repeats():
     r = cli("bench", "--quick", "--scaling", "--repeats", "1", "--json")
     assert r.returncode == 0, r.stderr
     assert set(json.loads(r.stdout)["exponents"]) == {"B", "n", "d"}
+
+
+def test_the_table_says_what_other_processes_took_and_why_a_figure_is_busy():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from assocmem.report import print_bench
+    result = BenchResult("numpy", {"cpu": "x", "cores": 2}, QUICK, figures={"floor_fraction": 0.1},
+                         spreads={"floor_fraction": 0.02}, parts={"floor_fraction": "recipe"},
+                         contention={"recipe": 0.3}, details={"recipe": {"engine_s": 0.04}})
+    out = StringIO()
+    print_bench(result, Console(file=out, width=300))
+    text = out.getvalue()
+    assert "other processes 30.0% of the machine" in text
+    assert "busy for floor_fraction" in text and "other processes took 30% of the machine during recipe" in text
