@@ -46,7 +46,7 @@ def test_fused_float32_stays_in_float32_and_near_the_numpy_scan(stage):
 
 @needs_numba
 def test_the_numpy_backend_takes_the_fused_scan_only_where_it_pays(monkeypatch):
-    """Before numba is loaded, only a scan big enough to pay for loading it; once loaded, every scan it fits."""
+    """Before numba is loaded, only a scan big enough to pay for loading it; once loaded, from MIN_UPDATES on."""
     calls = []
     monkeypatch.setattr(fused, "scan_feedback", lambda *a: calls.append(a))
     X, lengths = np.zeros((1, 4, 8, 16)), np.full(4, 8)
@@ -60,7 +60,10 @@ def test_the_numpy_backend_takes_the_fused_scan_only_where_it_pays(monkeypatch):
         assert len(calls) == 1
         NumpyBackend(jit=False).scan_feedback(X, lengths, Stage("feedback"), 2)
         assert len(calls) == 1
-        NumpyBackend(jit=None).scan_feedback(X, lengths, Stage("feedback"), 2)  # loaded by now: fused
+        NumpyBackend(jit=None).scan_feedback(X, lengths, Stage("feedback"), 2)  # loaded, but under MIN_UPDATES
+        assert len(calls) == 1
+        big = np.zeros((1, 64, 16, 1000))  # 1e6 updates a repeat
+        NumpyBackend(jit=None).scan_feedback(big, np.full(64, 16), Stage("feedback"), 1)
         assert len(calls) == 2
     finally:
         fused._compiled.cache_clear()
