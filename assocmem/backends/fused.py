@@ -81,8 +81,8 @@ def load() -> None:
 
 
 def worth_it(X, repeats: int) -> bool:
-    """Whether the fused scan is expected to beat the numpy one, a first call's load time included (that
-    check imports nothing)."""
+    """Whether a pass takes the fused loops (jit None): before numba is loaded, only one big enough to pay for
+    loading it (that check imports nothing); after, from MIN_UPDATES on (see there: small passes keep numpy's bits)."""
     if _compiled.cache_info().currsize == 0:
         return X.size * repeats >= FIRST_CALL_UPDATES and available()
     return X.size * repeats >= MIN_UPDATES and available()
