@@ -56,14 +56,21 @@ def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, c
         return xp.zeros((S, P, T, 0), dtype=X.dtype) if record else None
     if not record:  # a chunk of rows at a time, so the gathered rows and their read stay small
         p, t = xp.nonzero(select)
-        chunk = chunk_rows or CHUNK_ROWS
+        chunk = chunk_rows or chunk_rows_for(M, d, X.itemsize)
+        whole = T == 1 and len(p) == P  # each prompt's one row (engine.through_mixtures): slices, nothing gathered
         for s in range(S):
             K = unit(keys[s], xp) if sim == "cosine" else keys[s]  # once, not once a chunk
             for start in range(0, len(p), chunk):
                 pc, tc = p[start:start + chunk], t[start:start + chunk]
-                Q = unit(X[s, pc, tc], xp) if sim == "cosine" else X[s, pc, tc]
-                rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]
-                X[s, pc, tc] += read_rows(Q, K, values[s], temperature, "dot", xp, chunk_rows, softmax_rows, rows)
+                at = (s, slice(start, start + chunk), 0) if whole else (s, pc, tc)
+                rows = X[at]
+                scale = 1.0 / temperature  # the queries, normalised and divided by the temperature in one pass
+                Q = rows * (scale / xp.maximum(norms(rows, xp), EPS) if sim == "cosine" else scale)
+                kept_rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]
+                if whole:
+                    read_rows(Q, K, values[s], 1.0, "dot", xp, chunk_rows, softmax_rows, kept_rows, into=rows)
+                else:
+                    X[at] += read_rows(Q, K, values[s], 1.0, "dot", xp, chunk_rows, softmax_rows, kept_rows)
         return None
     if bool((select.sum(axis=1) <= 1).all()):  # at most one position a prompt (`last`): read only those
         p, t = xp.nonzero(select)
@@ -82,6 +89,15 @@ def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, c
 # Rows of queries a static read scores at once: 1024 x M = 10000 float32 scores are 40 MB, which keeps
 # the two GEMMs near their full rate (measured: 0.87 of one unchunked GEMM pair at 1024, 0.81 at 256).
 CHUNK_ROWS = 1024
+# ...but where the memory is no wider than the queries (M <= d), the GEMMs are cheap next to the chunk's own arrays,
+# and a chunk's queries stay under this: fresh arrays of megabytes cost a page fault every 4 KiB, each dear in a VM
+# (1024 queries of d = 1000 against M = 256 on the 2-core EPYC: 18 ms a read in chunks of 1024, 8.8 in chunks of 256).
+SMALL_MEMORY_CHUNK_BYTES = 2**20
+
+
+def chunk_rows_for(M: int, d: int, itemsize: int) -> int:
+    """CHUNK_ROWS, or fewer where the memory is no wider than the queries (SMALL_MEMORY_CHUNK_BYTES)."""
+    return CHUNK_ROWS if M > d else max(64, min(CHUNK_ROWS, SMALL_MEMORY_CHUNK_BYTES // max(1, d * itemsize)))
 
 
 def softmax_in_place(scores, xp=np):
@@ -91,33 +107,38 @@ def softmax_in_place(scores, xp=np):
     return scores.sum(axis=1, keepdims=True)
 
 
-def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax_rows=None, kept=None):
+def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax_rows=None, kept=None, into=None):
     """mem(Q, K, V) without keeping the weights: per chunk of queries, one GEMM for the scores, the
     softmax in place, one GEMM for the values, then a division of the (n, d) result by the row sums
     instead of the (n, M) weights.  1/temperature is folded into the queries.
 
     softmax_rows(scores) -> row sums replaces the numpy softmax (the cupy backend fuses it into one kernel).
     kept (n, M) bool: the rows each query may read (ablations); those queries take mem.softmax, which reads
-    nothing where no row is left.
-    Shapes: Q (n, d), keys (M, d), values (M, d_v) -> (n, d_v).
+    nothing where no row is left.  into (n, d_v): where to add the reads, a chunk at a time through one chunk's
+    buffer, instead of returning them (no (n, d_v) array is made).
+    Shapes: Q (n, d), keys (M, d), values (M, d_v) -> (n, d_v), or None with `into`.
     """
     softmax_rows = softmax_rows or (lambda scores: softmax_in_place(scores, xp))
     chunk = chunk_rows or CHUNK_ROWS
     K = unit(keys, xp) if sim == "cosine" else keys
-    out = xp.empty((Q.shape[0], values.shape[1]), dtype=Q.dtype)
+    out = xp.empty((min(chunk, Q.shape[0]) if into is not None else Q.shape[0], values.shape[1]), dtype=Q.dtype)
     scores = xp.empty((min(chunk, Q.shape[0]), K.shape[0]), dtype=Q.dtype)
     for start in range(0, Q.shape[0], chunk):
         q = Q[start:start + chunk]
-        q = (unit(q, xp) if sim == "cosine" else q) * (1.0 / temperature)
+        if sim == "cosine" or temperature != 1.0:
+            q = (unit(q, xp) if sim == "cosine" else q) * (1.0 / temperature)
         s = scores[: q.shape[0]]
+        read = out[: q.shape[0]] if into is not None else out[start:start + q.shape[0]]
         xp.matmul(q, K.T, out=s)
         if kept is not None:
-            xp.matmul(softmax(s, kept[start:start + chunk], xp), values, out=out[start:start + q.shape[0]])
-            continue
-        sums = softmax_rows(s)
-        xp.matmul(s, values, out=out[start:start + q.shape[0]])
-        out[start:start + q.shape[0]] /= sums
-    return out
+            xp.matmul(softmax(s, kept[start:start + chunk], xp), values, out=read)
+        else:
+            sums = softmax_rows(s)
+            xp.matmul(s, values, out=read)
+            read /= sums
+        if into is not None:
+            into[start:start + q.shape[0]] += read
+    return None if into is not None else out
 
 
 def context_scan(X, tokens, select, temperature, sim, values="stream", xp=np, record=True, readable=None):
