@@ -94,7 +94,7 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
 
 def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tuple[Layer, ...], temperature: float,
             sim: str, backend: Backend, record: bool = True, overwrite_tokens: bool = False,
-            changes: Interventions | None = None) -> Trace:
+            changes: Interventions | None = None, mixtures: bool = True) -> Trace:
     """run_pipeline on arrays already on the backend; the Trace stays there too.
 
     Without recording, a run of identical one-stage layers of a repeatable kind (feedback) goes to the backend
@@ -104,12 +104,18 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     overwrite_tokens (tokens that are not the caller's), the stream is computed in `tokens` itself unless a stage
     would read a token row after it was changed (reads_changed_tokens), or rows are patched or put back
     (`changes`): no copy of the stream.  `changes` (on the backend): a patch is copied in before its layer, a
-    skipped stage's rows are put back as they were.
+    skipped stage's rows are put back as they were.  mixtures: a pass that records nothing may skip the stream
+    where the backend can (through_mixtures).
     """
     xp = backend.xp
     if not tokens.flags.c_contiguous:  # a slice of a bigger batch: every prompt takes the same (fused) code wherever
         tokens, overwrite_tokens = xp.ascontiguousarray(tokens), True  # it sits, and the copy is ours to overwrite
     if not record and changes is None:
+        if mixtures:
+            logits = through_mixtures(tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
+                                      backend, overwrite_tokens)
+            if logits is not None:
+                return Trace([], None, None, logits, None)
         per = backend.prompts_per_block(tokens, pipeline)
         if per is not None:
             return in_blocks(per, tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
@@ -175,6 +181,68 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     return Trace(records, xp.stack(lens_logits, axis=2), xp.stack(lens_sim, axis=2), logits, X)
 
 
+def mixing_stages(pipeline: tuple[Layer, ...]) -> int:
+    """How many of the pipeline's first stages keep every row a mixture of the prompt's own tokens (feedback, and
+    a context read at the last position that compares rows), where every stage after them reads the memory at the
+    last position only: then the logits need only each prompt's last row after those stages (backends/span.py).
+    0 where the pipeline is not of that shape."""
+    stages = [stage for layer in pipeline for stage in layer.stages]
+    n = 0
+    while n < len(stages) and (stages[n].kind == "feedback" or (stages[n].kind == "context" and stages[n].positions
+                                                                   == "last" and stages[n].match == "stream")):
+        n += 1
+    rest = stages[n:]
+    return n if all(KINDS[stage.kind].memory and stage.positions == "last" for stage in rest) else 0
+
+
+def through_mixtures(tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
+                     backend: Backend, overwrite_tokens: bool):
+    """The logits of a pass that records nothing, without the stream, where the pipeline allows (mixing_stages)
+    and the backend has a way (Backend.last_rows): each prompt's last row after the mixing stages, then the memory
+    reads at the last position on those rows alone.  A prompt the backend did not do (a mixture that cancelled,
+    tokens that are not finite) runs through the stream as usual.  None where the backend declines.
+    Shapes: tokens (S, P, T, d) -> logits (S, P, V)."""
+    n = mixing_stages(pipeline)
+    stages = [(l, s, stage) for l, layer in enumerate(pipeline) for s, stage in enumerate(layer.stages)]
+    got = backend.last_rows(tokens, lengths, [stage for *_, stage in stages[:n]], temperature, sim) if n else None
+    if got is None:
+        return None
+    xp = backend.xp
+    rows, done = got
+    X = rows[:, :, None, :]                        # (S, P, 1, d): each prompt's last row is all it has left
+    ones = xp.ones_like(lengths)
+    inputs = Inputs(X, ones, memory_keys, memory_values)
+    errors = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            for l, s, stage in stages[n:]:
+                weights = apply_stage(stage, X, inputs, temperature, sim, backend, False)
+                if weights is not CHECKED:
+                    _check_finite(X[:, done.all(axis=0)], xp, l, s, 1, stage, temperature, sim)
+            logits = readout.logits(X, ones, vectors, sim, xp)
+        except NumericalError as err:
+            errors.append(err)
+        left = xp.nonzero(~done.all(axis=0))[0]  # prompts the backend did not do in every codebook
+        if len(left):
+            try:
+                redo = forward(tokens[:, left], lengths[left], memory_keys, memory_values, vectors, pipeline,
+                               temperature, sim, backend, False, overwrite_tokens, mixtures=False).logits
+            except NumericalError as err:
+                errors.append(err)
+    if errors:
+        raise earliest(errors)
+    if len(left):
+        logits[:, left] = redo
+    if not bool(xp.isfinite(logits).all()):
+        raise NumericalError("the final logits are not finite")
+    return logits
+
+
+def earliest(errors: list[NumericalError]) -> NumericalError:
+    """Of the errors of a batch's parts (blocks, prompts run apart), the one at the earliest layer and stage."""
+    return min(errors, key=lambda err: err.at)
+
+
 def in_blocks(per: int, tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
               backend: Backend, overwrite_tokens: bool) -> Trace:
     """forward, recording nothing, on prompts [a, a + per) at a time: the logits of the whole batch.  Each block's
@@ -184,14 +252,14 @@ def in_blocks(per: int, tokens, lengths, memory_keys, memory_values, vectors, pi
     def block(a):
         try:
             return forward(tokens[:, a:a + per], lengths[a:a + per], memory_keys, memory_values, vectors, pipeline,
-                           temperature, sim, backend, False, overwrite_tokens).logits
+                           temperature, sim, backend, False, overwrite_tokens, mixtures=False).logits
         except NumericalError as err:  # kept until every block ran: the batch's error is the earliest layer's
             return err
 
     blocks = backend.map_blocks(block, range(0, tokens.shape[1], per))
     errors = [b for b in blocks if isinstance(b, NumericalError)]
     if errors:
-        raise min(errors, key=lambda err: err.at)
+        raise earliest(errors)
     return Trace([], None, None, backend.xp.concatenate(blocks, axis=1), None)
 
 

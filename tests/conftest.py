@@ -22,6 +22,9 @@ def backends():
     no_numba = pytest.mark.skip(reason="numba is not installed (pip install 'assocmem[jit]')")
     out.append(pytest.param(NumpyBackend(threads=2, jit=True, stream_block_bytes=2**40), id="numpy-fused",
                             marks=() if fused.available() else no_numba))
+    # a pass that records nothing keeps rows as mixtures of the tokens wherever the pipeline allows (backends/span.py)
+    out.append(pytest.param(NumpyBackend(threads=2, jit=True, mixtures=True), id="numpy-mixtures",
+                            marks=() if fused.available() else no_numba))
     # a pass that records nothing, a prompt at a time on two threads (prompts_per_block, map_blocks)
     out.append(pytest.param(NumpyBackend(threads=2, jit=True, stream_block_bytes=1), id="numpy-fused-blocks",
                             marks=() if fused.available() else no_numba))

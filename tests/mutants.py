@@ -36,11 +36,12 @@ class Mutant(NamedTuple):
 ENGINE = ("test_engine.py",)
 RUNS = ("test_runs.py",)
 CHANGES = ("test_interventions.py",)
+SPAN = ("test_span.py",) + ENGINE
 
 MUTANTS = [
     # ---------------------------------------------------------------- ablations, attribution, patching (issue 14)
     Mutant("ablated-rule-still-read", "assocmem/layers.py",
-           "rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]", "rows = None",
+           "kept_rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]", "kept_rows = None",
            CHANGES, "a rule left out is still read (static read, not recording)"),
     Mutant("ablated-rule-recorded-read", "assocmem/layers.py",
            "mask = None if kept is None else kept[:, p]", "mask = None",
@@ -347,8 +348,8 @@ MUTANTS = [
     Mutant("bench-busy-ignores-other-load", "assocmem/bench.py",
            "or (self.contention.get(self.parts.get(k)) or 0) > BUSY_OTHERS]", "]", ("test_bench.py",),
            "a figure measured beside another job, with a small spread, not flagged busy"),
-    Mutant("engine-blocks-first-error", "assocmem/engine.py", "raise min(errors, key=lambda err: err.at)",
-           "raise errors[0]", ENGINE, "a blocked pass raises the first block's error, not the earliest layer's"),
+    Mutant("engine-blocks-first-error", "assocmem/engine.py", "return min(errors, key=lambda err: err.at)",
+           "return errors[0]", ENGINE, "a blocked pass raises the first block's error, not the earliest layer's"),
     Mutant("fused-skipped-row-unchecked", "assocmem/backends/fused.py", "check += row[j] * zero",
            "check += zero", ("test_fused.py",) + ENGINE, "the wavefront does not check a row its positions skip"),
     Mutant("fused-window-left-rows-unchecked", "assocmem/backends/fused.py", "check += x[i, j] * zero",
@@ -365,6 +366,35 @@ MUTANTS = [
     Mutant("chunks-partial-not-rescaled", "assocmem/layers.py", "read = partial[:, :, t] * old[..., None] +",
            "read = partial[:, :, t] +", ("test_context_chunks.py",) + ENGINE,
            "the chunked scan merges the GEMM part's read without rescaling it to the new maximum"),
+    # ---------------------------------------------------------------- rows as mixtures of the tokens (span.py)
+    Mutant("span-mean-sign-flipped", "assocmem/backends/span.py", "u[a] = k[i] * M[i, a] + sign * P[a] if rms",
+           "u[a] = k[i] * M[i, a] - sign * P[a] if rms", SPAN, "the mixtures add the mean where they subtract it"),
+    Mutant("span-window-drops-the-wrong-row", "assocmem/backends/span.py", "P[a] -= M[i - 1 - window, a]",
+           "P[a] -= M[i - window, a]", SPAN, "a windowed feedback stage on the mixtures drops the wrong row"),
+    Mutant("span-last-is-all", "assocmem/backends/span.py",
+           "if not (positions == 0 or (positions == 1 and i == L - 1) or (positions == 2 and i < L - 1)):\n"
+           "                continue", "if not (positions == 0 or (positions == 1) or (positions == 2 and i < L - 1)):"
+           "\n                continue", SPAN, "feedback at `last` updates every row of the mixtures"),
+    Mutant("span-unnormed-mean-one-row-short", "assocmem/backends/span.py", "else M[i, a] + factor[i] * P[a]",
+           "else M[i, a] + factor[i - 1] * P[a]", SPAN, "feedback without norm divides the sum by one row fewer"),
+    Mutant("span-norm-not-scaled", "assocmem/backends/span.py", "N[i] = c * c * squares", "N[i] = squares", SPAN,
+           "a row's squared norm kept from before RMSnorm, so a later cosine read divides by the wrong norm"),
+    Mutant("span-read-key-norm", "assocmem/backends/span.py", "t = t / (q_norm * max(np.sqrt(N[j]), eps))",
+           "t = t / (q_norm * q_norm)", SPAN, "the last-position read divides by the query's norm twice"),
+    Mutant("span-read-values-swapped", "assocmem/backends/span.py", "        if stream:\n            for a in range(j + 1):",
+           "        if not stream:\n            for a in range(j + 1):", SPAN,
+           "the last-position read takes the tokens where it should take the stream, and back"),
+    Mutant("span-gram-block-entry", "assocmem/backends/span.py", "G[a + i, b + 1] += t1", "G[a + i, b + 1] += t0",
+           SPAN, "one entry of each 4 x 4 block of the Gram matrix takes its neighbour's sum"),
+    Mutant("span-cancellation-unchecked", "assocmem/backends/span.py",
+           "if not (parts * parts <= tau * (squares + floor)):\n                return False", "pass", SPAN,
+           "a mixture that cancelled is kept, and its row's digits are noise"),
+    Mutant("span-repeat-not-one-column", "assocmem/backends/span.py", "M[a, _first(E[p], G, a)] = 1.0", "M[a, a] = 1.0",
+           SPAN, "a repeated token is a column of its own, so `a a` is handed back instead of cancelling exactly"),
+    Mutant("span-padding-unchecked", "assocmem/backends/span.py", "check += x[a, j] * zero", "check += zero", SPAN,
+           "a padding row that is not finite goes unseen, and the pass says nothing"),
+    Mutant("span-handed-back-not-redone", "assocmem/engine.py", "        logits[:, left] = redo\n", "", SPAN,
+           "the prompts the mixtures hand back keep logits from rows of zeros"),
     Mutant("kernel-eps", "kernels/common.cuh", "#define NORM_EPS 1e-12", "#define NORM_EPS 1e-6", ("test_kernels.py",),
            "the kernels' norm epsilon differs from mem.EPS"),
 ]

@@ -87,6 +87,12 @@ class Backend:
         block's stream stays in cache from one stage to the next; None: the whole batch at once."""
         return None
 
+    def last_rows(self, tokens, lengths, stages, temperature, sim):
+        """Each prompt's last row after `stages` (every one of engine.mixing_stages's kinds), without the stream, and
+        an (S, P) bool of the prompts it did: (rows (S, P, d), done).  None where this backend has no such way, or
+        it would not pay; the engine then runs the stream."""
+        return None
+
     def map_blocks(self, run, starts) -> list:
         """[run(start) for start in starts]: the blocks of prompts_per_block, in order (a backend may run them
         side by side)."""

@@ -29,20 +29,27 @@ OFF = ("0", "off", "no", "false")
 
 @cache
 def _compiled():
-    """The numba scan, or None where numba is missing, fails to import, or ASSOCMEM_JIT says off."""
+    """The numba loops, this file's and span.py's, or None where numba is missing, fails to import, or ASSOCMEM_JIT
+    says off: (numba, {True: the parallel builds, False: the serial ones}), each a dict by the loop's name."""
     if os.environ.get("ASSOCMEM_JIT", "").lower() in OFF:
         return None
     try:
         import numba
     except Exception:  # not installed, or an llvmlite that does not load: the numpy scan is the fallback
         return None
+    from assocmem.backends import span
+
     # reassoc lets the sum of squares vectorise; contract allows fused multiply-adds.  Not nnan/ninf: the engine
     # checks what a stage wrote for NaN and infinity, and those flags would let LLVM assume they never occur.
     options = dict(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
     parallel, serial = numba.njit(parallel=True, **options), numba.njit(parallel=False, **options)
-    globals()["numba_prange"] = numba.prange  # the loops over groups: parallel where compiled so, else a range
-    loops = (_wave, _scan, _last_read)
-    return numba, {True: tuple(parallel(f) for f in loops), False: tuple(serial(_renamed(f, "_serial")) for f in loops)}
+    for module in (globals(), vars(span)):  # the loops over groups: parallel where compiled so, else a range
+        module["numba_prange"] = numba.prange
+    for helper in span.HELPERS:  # what span's loops call must be compiled code too
+        vars(span)[helper.__name__] = numba.njit(**options)(helper)
+    loops = (_wave, _scan, _last_read) + span.LOOPS
+    return numba, {True: {f.__name__: parallel(f) for f in loops},
+                   False: {f.__name__: serial(_renamed(f, "_serial")) for f in loops}}
 
 
 def _renamed(fn, suffix: str):
@@ -53,8 +60,8 @@ def _renamed(fn, suffix: str):
     return copy
 
 
-def _loops(threads: int):
-    """(wave, scan, last_read) for `threads`: one thread (a block alone on its core, or threads=1) takes the serial
+def loops(threads: int) -> dict:
+    """The loops by name for `threads`: one thread (a block alone on its core, or threads=1) takes the serial
     builds, which need no threading layer: numba's workqueue layer, where OpenMP and TBB are missing, aborts the
     process when two threads enter parallel code at once, as map_blocks's would."""
     numba, builds = _compiled()
@@ -70,6 +77,8 @@ def available() -> bool:
 
 def load() -> None:
     """Import numba and load (or compile) the float32 and float64 loops now, so no later call pays for it."""
+    from assocmem.backends import span
+
     if available():
         for dtype in (np.float32, np.float64):
             X = np.zeros((1, 1, 2, 4), dtype=dtype)
@@ -78,6 +87,8 @@ def load() -> None:
                     scan_feedback(X, np.array([2]), stage, 1, threads)
                     scan_feedback(X, np.array([2]), stage, 1, threads, source=X.copy())
                 read_last(X, X, np.array([2]), 1.0, "cosine", threads)
+                span.last_rows(X, np.array([2]), (Stage("feedback"), Stage("context", positions="last")), 1.0,
+                               "cosine", threads)
 
 
 def worth_it(X, repeats: int) -> bool:
@@ -98,7 +109,7 @@ def scan_feedback(X, lengths, stage: Stage, repeats: int, threads: int, source=N
     each row from source as it reaches it, the windowed scan copies it first); C-contiguous, X's shape and dtype.
     Returns whether the stream it leaves is finite, every row of it (each row's sum of squares, or its values
     under `norm: none` and where left as it was, taken as it goes): False means the caller must look for what is not."""
-    wave, scan, _ = _loops(threads)
+    wave, scan = (loops(threads)[name] for name in ("_wave", "_scan"))
     S, P, T, d = X.shape
     rows = X.reshape(S * P, T, d)
     lens = np.ascontiguousarray(np.tile(np.asarray(lengths, dtype=np.int64), S))
@@ -124,7 +135,7 @@ def read_last(X, values, lengths, temperature: float, sim: str, threads: int):
     V[:last]).  X, values (S, P, T, d) C-contiguous, values X itself or the tokens; lengths (P,).  Returns the reads,
     (S, P, d), or None where a row's norm leaves the range in which cosine divides raw dot products
     (mem.similarity's 2^(+-maxexp/4)): the caller then takes layers.context_last, which normalises copies."""
-    _, _, last_read = _loops(threads)
+    last_read = loops(threads)["_last_read"]
     S, P, T, d = X.shape
     real = X.dtype.type
     bound = 2.0 ** (np.finfo(X.dtype).maxexp // 4)

@@ -9,7 +9,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from assocmem import layers
-from assocmem.backends import Backend, fused
+from assocmem.backends import Backend, fused, span
 from assocmem.cores import usable_cores
 from assocmem.model import KINDS, Stage
 
@@ -58,12 +58,15 @@ class NumpyBackend(Backend):
     xp = np
 
     def __init__(self, threads: int | None = None, block_rows: int | None = None, chunk_rows: int | None = None,
-                 jit: bool | None = None, stream_block_bytes: int = STREAM_BLOCK_BYTES):
+                 jit: bool | None = None, stream_block_bytes: int = STREAM_BLOCK_BYTES, mixtures: bool | None = None):
         """jit: the fused numba loops (backends/fused.py) where numba is installed; None (the default) where the
         scan is big enough for it to win, True always, False never (the numpy blocks below).  stream_block_bytes:
-        the stream a block of prompts_per_block holds (at least one prompt)."""
+        the stream a block of prompts_per_block holds (at least one prompt).  mixtures: where the loops run, a pass
+        that wants only the logits keeps rows as mixtures of the tokens (backends/span.py): None where that costs
+        less than the stream (span.pays), True wherever the pipeline allows, False never."""
         self.threads = threads or usable_cores()
         self.stream_block_bytes = stream_block_bytes
+        self.mixtures = mixtures
         self.jit = jit
         self.block_rows = block_rows
         self.chunk_rows = chunk_rows
@@ -92,6 +95,16 @@ class NumpyBackend(Backend):
                 return None
         return super().context(X, inputs, stage, temperature, sim, record)
 
+    def last_rows(self, tokens, lengths, stages, temperature, sim):
+        """backends/span.py, where the fused loops would run (_fused) and, unless `mixtures` says, the mixtures cost
+        less than the stream."""
+        S, P, T, d = tokens.shape
+        if self.mixtures is False or not (self._fused(tokens, len(stages)) and span.available()):
+            return None
+        if self.mixtures is None and not span.pays(T, d, stages):
+            return None
+        return span.last_rows(tokens, lengths, stages, temperature, sim, self._threads)
+
     def _fused(self, X, repeats) -> bool:
         """Whether a stage takes backends/fused.py: numba there, X fit for it, and the scan worth its load (jit None)."""
         return self.jit is not False and fused.fits(X) and (fused.worth_it(X, repeats) if self.jit is None
@@ -115,7 +128,7 @@ class NumpyBackend(Backend):
 
     def pinned(self, jit: bool) -> "NumpyBackend":
         """This backend with its choice of the fused loops made (jit True or False), every other setting kept."""
-        return NumpyBackend(self.threads, self.block_rows, self.chunk_rows, jit, self.stream_block_bytes)
+        return NumpyBackend(self.threads, self.block_rows, self.chunk_rows, jit, self.stream_block_bytes, self.mixtures)
 
     def map_blocks(self, run, starts) -> list:
         """run(start) for every block, a block on each of the backend's threads, each alone on its core: one BLAS
