@@ -212,17 +212,18 @@ def through_mixtures(tokens, lengths, memory_keys, memory_values, vectors, pipel
     X = rows[:, :, None, :]                        # (S, P, 1, d): each prompt's last row is all it has left
     ones = xp.ones_like(lengths)
     inputs = Inputs(X, ones, memory_keys, memory_values)
+    done = done.all(axis=0)                        # (P,): a prompt is done where it is done in every codebook
+    left = xp.nonzero(~done)[0]
     errors = []
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             for l, s, stage in stages[n:]:
                 weights = apply_stage(stage, X, inputs, temperature, sim, backend, False)
-                if weights is not CHECKED:
-                    _check_finite(X[:, done.all(axis=0)], xp, l, s, 1, stage, temperature, sim)
-            logits = readout.logits(X, ones, vectors, sim, xp)
+                if weights is not CHECKED:  # the rows of prompts not done are zeros, to be replaced: not looked at
+                    _check_finite(X[:, done] if len(left) else X, xp, l, s, 1, stage, temperature, sim)
+            logits = readout.row_logits(rows, vectors, sim, xp)
         except NumericalError as err:
             errors.append(err)
-        left = xp.nonzero(~done.all(axis=0))[0]  # prompts the backend did not do in every codebook
         if len(left):
             try:
                 redo = forward(tokens[:, left], lengths[left], memory_keys, memory_values, vectors, pipeline,

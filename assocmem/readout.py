@@ -16,7 +16,13 @@ def last_rows(X, lengths, xp=np):
 def logits(X, lengths, vectors, sim: str, xp=np):
     """Similarity of each prompt's last position with every vocabulary vector.
     Shapes: X (S, P, T, d), lengths (P,), vectors (S, V, d) -> (S, P, V)."""
-    return similarity(last_rows(X, lengths, xp), vectors, sim, xp)
+    return row_logits(last_rows(X, lengths, xp), vectors, sim, xp)
+
+
+def row_logits(rows, vectors, sim: str, xp=np):
+    """logits of rows that are already each prompt's last (engine.through_mixtures): nothing gathered.
+    Shapes: rows (S, P, d), vectors (S, V, d) -> (S, P, V)."""
+    return similarity(rows, vectors, sim, xp)
 
 
 def lens_similarity(X, lengths, sim: str, xp=np):

@@ -31,8 +31,8 @@ class Backend:
     (S, P, T, columns), when recording (else None), or (weights, parts) where a stage is made of several reads
     (a prefix read's steps and hops: engine.StageRecord.parts), or CHECKED, not recording, where it checked that what
     it wrote is finite.  A backend with a faster way to do the work (cache-sized blocks, a CUDA kernel) overrides
-    read_static, scan_feedback or a stage method, and prompts_per_block where a pass should go a block of prompts at
-    a time; nothing else.
+    read_static, scan_feedback or a stage method, prompts_per_block where a pass should go a block of prompts at
+    a time, and last_rows where it can keep rows as mixtures of the tokens (backends/span.py); nothing else.
 
     Shapes: X (S, P, T, d) on the backend; inputs: layers.Inputs, tokens (S, P, T, d), lengths (P,), keys and
     values (S, M, d).
