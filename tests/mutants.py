@@ -367,16 +367,16 @@ MUTANTS = [
            "read = partial[:, :, t] +", ("test_context_chunks.py",) + ENGINE,
            "the chunked scan merges the GEMM part's read without rescaling it to the new maximum"),
     # ---------------------------------------------------------------- rows as mixtures of the tokens (span.py)
-    Mutant("span-mean-sign-flipped", "assocmem/backends/span.py", "u[a] = ki * M[i, a] + sign * P[a]",
-           "u[a] = ki * M[i, a] - sign * P[a]", SPAN, "the mixtures add the mean where they subtract it"),
+    Mutant("span-mean-sign-flipped", "assocmem/backends/span.py", "(k[i], sign) if rms",
+           "(k[i], -sign) if rms", SPAN, "the mixtures add the mean where they subtract it"),
     Mutant("span-window-drops-the-wrong-row", "assocmem/backends/span.py", "P[a] -= M[i - 1 - window, a]",
            "P[a] -= M[i - window, a]", SPAN, "a windowed feedback stage on the mixtures drops the wrong row"),
     Mutant("span-last-is-all", "assocmem/backends/span.py",
            "if not (positions == 0 or (positions == 1 and i == L - 1) or (positions == 2 and i < L - 1)):\n"
            "                continue", "if not (positions == 0 or (positions == 1) or (positions == 2 and i < L - 1)):"
            "\n                continue", SPAN, "feedback at `last` updates every row of the mixtures"),
-    Mutant("span-unnormed-mean-one-row-short", "assocmem/backends/span.py", "ki, f = k[i], factor[i]",
-           "ki, f = k[i], factor[i - 1]", SPAN, "feedback without norm divides the sum by one row fewer"),
+    Mutant("span-unnormed-mean-one-row-short", "assocmem/backends/span.py", "else (1.0, factor[i])",
+           "else (1.0, factor[i - 1])", SPAN, "feedback without norm divides the sum by one row fewer"),
     Mutant("span-norm-not-scaled", "assocmem/backends/span.py", "N[i] = c * c * squares", "N[i] = squares", SPAN,
            "a row's squared norm kept from before RMSnorm, so a later cosine read divides by the wrong norm"),
     Mutant("span-read-key-norm", "assocmem/backends/span.py", "t = t / (q_norm * max(np.sqrt(N[j]), eps))",
