@@ -56,7 +56,7 @@ def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, c
         return xp.zeros((S, P, T, 0), dtype=X.dtype) if record else None
     if not record:  # a chunk of rows at a time, so the gathered rows and their read stay small
         p, t = xp.nonzero(select)
-        chunk = chunk_rows or chunk_rows_for(M, d, X.itemsize)
+        chunk = chunk_rows or CHUNK_ROWS
         whole = T == 1 and len(p) == P  # each prompt's one row (engine.through_mixtures): slices, nothing gathered
         for s in range(S):
             K = unit(keys[s], xp) if sim == "cosine" else keys[s]  # once, not once a chunk
@@ -89,15 +89,6 @@ def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, c
 # Rows of queries a static read scores at once: 1024 x M = 10000 float32 scores are 40 MB, which keeps
 # the two GEMMs near their full rate (measured: 0.87 of one unchunked GEMM pair at 1024, 0.81 at 256).
 CHUNK_ROWS = 1024
-# ...but where the memory is no wider than the queries (M <= d), the GEMMs are cheap next to the chunk's own arrays,
-# and a chunk's queries stay under this: fresh arrays of megabytes cost a page fault every 4 KiB, each dear in a VM
-# (1024 queries of d = 1000 against M = 256 on the 2-core EPYC: 18 ms a read in chunks of 1024, 8.8 in chunks of 256).
-SMALL_MEMORY_CHUNK_BYTES = 2**20
-
-
-def chunk_rows_for(M: int, d: int, itemsize: int) -> int:
-    """CHUNK_ROWS, or fewer where the memory is no wider than the queries (SMALL_MEMORY_CHUNK_BYTES)."""
-    return CHUNK_ROWS if M > d else max(64, min(CHUNK_ROWS, SMALL_MEMORY_CHUNK_BYTES // max(1, d * itemsize)))
 
 
 def softmax_in_place(scores, xp=np):

@@ -58,7 +58,7 @@ def last_rows(tokens, lengths, stages, temperature: float, sim: str, threads: in
     info = np.finfo(tokens.dtype)
     bounds = np.array([2.0 ** (info.minexp // 2), 2.0 ** (info.maxexp // 2),
                        CANCELLATION if tokens.dtype == np.float32 else CANCELLATION_64, EPS])
-    out = np.zeros((n, d), dtype=tokens.dtype)  # a prompt not done keeps a row of zeros
+    out = np.empty((n, d), dtype=tokens.dtype)  # a prompt not done gets a row of zeros
     ok = np.ones(n, dtype=np.bool_)
     groups = min(n, max(1, threads) * 4)  # a few groups a thread, so a slow core does not hold the rest up
     fused.loops(threads)["_mixtures"](E, lens, *program(stages, T, d, temperature, sim), bounds, GRAM_CHUNK, out, ok,
@@ -136,8 +136,10 @@ def _mixtures(E, lengths, codes, reals, tables, bounds, chunk, out, ok, groups):
             ok[p] = good
             if good:
                 _last_row(E[p], L, M[L - 1], row)
-                for j in range(d):
-                    out[p, j] = row[j]
+            else:
+                row[:] = 0.0
+            for j in range(d):
+                out[p, j] = row[j]
 
 
 def _gram(x, L, G, lo, hi, chunk):
