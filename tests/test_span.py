@@ -143,6 +143,8 @@ def test_which_pipelines_and_shapes_take_the_mixtures():
     assert span.pays(16, 1000, stages)        # the bench's shape: a fifth of the work
     assert not span.pays(1024, 1000, stages)  # long prompts: T^2 d passes T d R
     assert not span.pays(16, 1000, stages[:2])  # one feedback layer: the stream is one pass
+    long = workload(2, span.MAX_POSITIONS + 1, 8, 8)
+    assert not NumpyBackend(jit=True, mixtures=True).last_rows(long[0], long[1], stages, 0.2, "cosine")
     assert not NumpyBackend(jit=False, mixtures=True).last_rows(workload(4, 16, 1000, 8)[0], np.full(4, 16), stages,
                                                                0.2, "cosine")
 

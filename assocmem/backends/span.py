@@ -35,6 +35,11 @@ def available() -> bool:
     return fused.available()
 
 
+# The most positions a prompt may have here: each core's groups hold three T x T float64 matrices (G, M and the
+# rows' G-images), 6 MiB at 512, and the Gram matrix's T^2 d work passes the stream's long before that.
+MAX_POSITIONS = 512
+
+
 def pays(T: int, d: int, stages) -> bool:
     """Whether the mixtures cost less than the stream, by a fit of one core of the 2-core EPYC (d = 1000, T = 16 to
     128, R = 3 and 10 stages; per prompt and position, in ns): the Gram matrix 0.015 T d, the mixtures 1.3 R T +
