@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import oracle
 from assocmem.backends import get_backend
+from assocmem.backends.numpy_backend import NumpyBackend
 from assocmem.engine import NumericalError, run_pipeline
 from assocmem.model import KINDS, Layer, Stage
 from assocmem.readout import margins
@@ -180,7 +181,7 @@ def test_a_copy_is_made_exactly_where_a_token_row_is_read_after_it_changed(pipel
     np.testing.assert_array_equal(got.logits, want.logits)
 
 
-@pytest.mark.parametrize("recipe,overwrite", [("feedback10", False), ("default", True)])
+@pytest.mark.parametrize("recipe,overwrite", [("feedback10", False), ("default", True), ("mixtures", False)])
 def test_peak_memory_of_a_pass_stays_under_1_3_streams(recipe, overwrite, monkeypatch):
     """tracemalloc sees numpy's buffers: what a pass allocates beyond its input, over the stream's bytes.  A
     last-position prefix read works a group of prompts at a time, and the numpy backend a block of prompts; both are
@@ -194,12 +195,18 @@ def test_peak_memory_of_a_pass_stays_under_1_3_streams(recipe, overwrite, monkey
     monkeypatch.setattr(layers, "PREFIX_GROUP_BYTES", 2**18)
     monkeypatch.setattr(get_backend("numpy"), "stream_block_bytes", 2**19)  # as 8 MiB blocks are against 4.2 GB
     tokens, lengths, keys, values, vectors = workload(2048, 16, 128, 64)
-    pipeline = feedback10_pipeline() if recipe == "feedback10" else default_pipeline()
+    pipeline = default_pipeline() if recipe == "default" else feedback10_pipeline()
+    backend = get_backend("numpy")
+    if recipe == "mixtures":  # the rows as mixtures of the tokens (backends/span.py): the last rows, no stream
+        from assocmem.backends import fused
+        if not fused.available():
+            pytest.skip("numba is not installed")
+        backend = NumpyBackend(jit=True, mixtures=True)
     # What a process does once (numba loading its loops, the threads' buffers) is not a pass's: done before.
-    run_pipeline(tokens[:, :64], lengths[:64], keys, values, vectors, pipeline, 0.05, "cosine", record=False)
+    run_pipeline(tokens[:, :64], lengths[:64], keys, values, vectors, pipeline, 0.05, "cosine", backend, record=False)
     tracemalloc.start()
     try:
-        run_pipeline(tokens, lengths, keys, values, vectors, pipeline, 0.05, "cosine", record=False,
+        run_pipeline(tokens, lengths, keys, values, vectors, pipeline, 0.05, "cosine", backend, record=False,
                      overwrite_tokens=overwrite)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -211,7 +218,6 @@ def test_a_blocked_pass_names_the_earliest_layer_any_block_broke_in():
     """Blocks run apart; the batch's error is the one a whole-batch pass would raise: prompt 0 alone breaks only at
     the final logits, prompt 1 in layer 2, so the batch breaks in layer 2, whichever block finishes first."""
     from assocmem.backends import Backend
-    from assocmem.backends.numpy_backend import NumpyBackend
 
     plus = dict(norm="none", sign="plus")
     pipeline = (Layer((Stage("feedback", **plus),)), Layer((Stage("assoc"),)),
