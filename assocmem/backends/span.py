@@ -29,15 +29,14 @@ CANCELLATION_64 = 2.0 ** 20
 # chunk of 512 (32 products a lane) lose about 1e-7 of |e_a| |e_b|, which CANCELLATION's 2^6 keeps under 1e-5 of a
 # row's squared norm.  (Chunks of 256 took 1.3x as long, 64 took 2x: each chunk ends in sixteen lane sums.)
 GRAM_CHUNK = 512
+# The most positions a prompt may have here: each core's groups hold three T x T float64 matrices (G, M and the
+# rows' G-images), 6 MiB at 512, and the Gram matrix's T^2 d work passes the stream's long before that.
+MAX_POSITIONS = 512
+POSITIONS = {"all": 0, "last": 1, "before_last": 2}  # as fused.POSITIONS
 
 
 def available() -> bool:
     return fused.available()
-
-
-# The most positions a prompt may have here: each core's groups hold three T x T float64 matrices (G, M and the
-# rows' G-images), 6 MiB at 512, and the Gram matrix's T^2 d work passes the stream's long before that.
-MAX_POSITIONS = 512
 
 
 def pays(T: int, d: int, stages) -> bool:
@@ -51,7 +50,8 @@ def pays(T: int, d: int, stages) -> bool:
 
 
 def last_rows(tokens, lengths, stages, temperature: float, sim: str, threads: int = 1):
-    """The last row of each prompt after `stages` (every one `takes`), and which prompts came out exact enough.
+    """The last row of each prompt after `stages` (feedback, and context reads at the last position that match the
+    stream: engine.mixing_stages), and which prompts came out exact enough.
     tokens (S, P, T, d) C-contiguous float32 or float64, lengths (P,) -> rows (S, P, d) in the tokens' dtype,
     ok (S, P) bool: False where a prompt's tokens are not finite or too large or small to square (|e|^2 outside
     2^(+-maxexp/2)), it has no token, or a mixture cancelled (CANCELLATION); its row is then zeros, not to be used.
@@ -73,9 +73,9 @@ def last_rows(tokens, lengths, stages, temperature: float, sim: str, threads: in
 
 def program(stages, T: int, d: int, temperature: float, sim: str):
     """The stages as the loops read them, consecutive equal feedback stages as one run with repeats.
-    Returns codes (R, 5) int64: kind (0 feedback, 1 context read), repeats, positions (as POSITIONS), window (0:
-    none), and RMSnorm (feedback) or values are the stream (context); reals (R, 2): the sign (feedback) and the
-    scores' factor, 1 / temperature, negative for cosine (context); tables (R, 3, T): k, the rows averaged at each
+    Returns codes (R, 6) int64: kind (0 feedback, 1 context read), repeats, positions (as POSITIONS), window (0:
+    none), RMSnorm (feedback) or values are the stream (context), cosine (context); reals (R, 2): the sign
+    (feedback), the scores' factor 1 / temperature (context); tables (R, 3, T): k, the rows averaged at each
     position, sign / k, and eps k^2 d, the guard under RMSnorm's square root (feedback)."""
     runs = []
     for stage in stages:
@@ -83,7 +83,7 @@ def program(stages, T: int, d: int, temperature: float, sim: str):
             runs[-1][1] += 1
         else:
             runs.append([stage, 1])
-    codes = np.zeros((len(runs), 5), dtype=np.int64)
+    codes = np.zeros((len(runs), 6), dtype=np.int64)
     reals = np.zeros((len(runs), 2))
     tables = np.zeros((len(runs), 3, T))
     i = np.arange(T)
@@ -91,17 +91,13 @@ def program(stages, T: int, d: int, temperature: float, sim: str):
         if stage.kind == "feedback":
             k = np.minimum(i, stage.window) if stage.window else i
             sign = -1.0 if stage.sign == "minus" else 1.0
-            codes[r] = (0, repeats, POSITIONS[stage.positions], stage.window or 0, stage.norm == "rms")
+            codes[r] = (0, repeats, POSITIONS[stage.positions], stage.window or 0, stage.norm == "rms", 0)
             reals[r] = (sign, 0.0)
             tables[r] = (k, np.where(k > 0, sign / np.maximum(k, 1), 0.0), RMS_EPS * k * k * d)
         else:
-            scale = 1.0 / (stage.get("temperature") or temperature)
-            codes[r] = (1, 1, POSITIONS["last"], 0, stage.values == "stream")
-            reals[r] = (0.0, -scale if sim == "cosine" else scale)
+            codes[r] = (1, 1, POSITIONS["last"], 0, stage.values == "stream", sim == "cosine")
+            reals[r] = (0.0, 1.0 / (stage.get("temperature") or temperature))
     return codes, reals, tables
-
-
-POSITIONS = {"all": 0, "last": 1, "before_last": 2}  # as fused.POSITIONS
 
 
 def _mixtures(E, lengths, codes, reals, tables, bounds, chunk, out, ok, groups):
@@ -136,7 +132,7 @@ def _mixtures(E, lengths, codes, reals, tables, bounds, chunk, out, ok, groups):
                     good = _feedback(M, GM, N, L, repeats, positions, reals[r, 0], flag == 1, window, tables[r, 0],
                                      tables[r, 1], tables[r, 2], tau, root, P, GP, u, Gu)
                 else:
-                    good = _read_last(G, M, GM, N, L, abs(reals[r, 1]), reals[r, 1] < 0, flag == 1, eps, tau, root,
+                    good = _read_last(G, M, GM, N, L, reals[r, 1], codes[r, 5] == 1, flag == 1, eps, tau, root,
                                       first, u)
             ok[p] = good
             if good:
