@@ -121,7 +121,7 @@ def _mixtures(E, lengths, codes, reals, tables, bounds, chunk, out, ok, groups):
             for a in range(L):
                 first[a] = _first(E[p], G, a)
                 M[a, first[a]] = 1.0  # a repeated token is one column: `a a` cancels exactly, as in the stream
-                GM[a, :] = G[a, :]  # G e_a (a repeated token's Gram row is its first one's)
+                GM[a, :] = G[first[a], :]  # G times that column
                 N[a] = G[a, a]
                 root[a] = np.sqrt(G[a, a])
             for r in range(codes.shape[0]):
