@@ -81,6 +81,9 @@ def run_pipeline(tokens, lengths, memory_keys, memory_values, vectors, pipeline:
     `tokens` over, so the stream may be computed in them instead of in a copy (see forward); interventions: what
     each batch row changes (ablations, patches), or None."""
     backend = backend or get_backend("numpy")
+    if np.size(lengths) and not 0 <= int(np.min(lengths)) <= int(np.max(lengths)) <= np.shape(tokens)[2]:
+        raise ValueError(f"every length must be in 0..{np.shape(tokens)[2]} (the tokens' positions), got "
+                         f"{int(np.min(lengths))}..{int(np.max(lengths))}")
     on = [backend.asarray(a) for a in (tokens, lengths, memory_keys, memory_values, vectors)]
     changes = interventions.on(backend) if interventions is not None else None
     trace = forward(*on, pipeline, temperature, sim, backend, record, overwrite_tokens or on[0] is not tokens,
@@ -212,28 +215,27 @@ def through_mixtures(tokens, lengths, memory_keys, memory_values, vectors, pipel
     X = rows[:, :, None, :]                        # (S, P, 1, d): each prompt's last row is all it has left
     ones = xp.ones_like(lengths)
     inputs = Inputs(X, ones, memory_keys, memory_values)
-    done = done.all(axis=0)                        # (P,): a prompt is done where it is done in every codebook
-    left = xp.nonzero(~done)[0]
+    left = xp.nonzero(~done.all(axis=0))[0]       # prompts not done in some codebook, run again through the stream
     errors = []
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             for l, s, stage in stages[n:]:
                 weights = apply_stage(stage, X, inputs, temperature, sim, backend, False)
                 if weights is not CHECKED:  # the rows of prompts not done are zeros, to be replaced: not looked at
-                    _check_finite(X[:, done] if len(left) else X, xp, l, s, 1, stage, temperature, sim)
+                    _check_finite(X[done] if len(left) else X, xp, l, s, 1, stage, temperature, sim)
             logits = readout.row_logits(rows, vectors, sim, xp)
         except NumericalError as err:
             errors.append(err)
         if len(left):
-            try:
+            try:  # tokens[:, left] is a copy: the stream may be computed in it
                 redo = forward(tokens[:, left], lengths[left], memory_keys, memory_values, vectors, pipeline,
-                               temperature, sim, backend, False, overwrite_tokens, mixtures=False).logits
+                               temperature, sim, backend, False, True, mixtures=False).logits
             except NumericalError as err:
                 errors.append(err)
     if errors:
         raise earliest(errors)
-    if len(left):
-        logits[:, left] = redo
+    if len(left):  # only where a codebook was not done: a seed's logits do not hang on the other seeds in its pass
+        logits[:, left] = xp.where(done[:, left, None], logits[:, left], redo)
     if not bool(xp.isfinite(logits).all()):
         raise NumericalError("the final logits are not finite")
     return logits

@@ -229,3 +229,10 @@ def test_a_blocked_pass_names_the_earliest_layer_any_block_broke_in():
         for backend in (Backend(), NumpyBackend(threads=2, jit=True, stream_block_bytes=1)):
             with pytest.raises(NumericalError, match="stopped being finite in layer 2, stage assoc"):
                 run_pipeline(tokens.copy(), lengths, keys, values, vocab, pipeline, 0.2, "dot", backend, record=False)
+
+
+@pytest.mark.parametrize("lengths", [(7, 3), (-1, 3)])
+def test_lengths_outside_the_positions_are_refused_in_one_line(lengths):
+    tokens, _, keys, values, vocab = ragged_batch(S=1, lengths=(5, 3), d=8)
+    with pytest.raises(ValueError, match=r"every length must be in 0\.\.5"):
+        run_pipeline(tokens, np.array(lengths), keys, values, vocab, (Layer((Stage("feedback"),)),), 0.2, "cosine")

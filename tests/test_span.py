@@ -162,3 +162,54 @@ def test_the_bench_recipe_runs_through_the_mixtures_by_default(monkeypatch):
                           NumpyBackend(threads=2, mixtures=False), record=False)
     np.testing.assert_allclose(got.logits, stream.logits, atol=2e-6)
     assert math.isclose(float(np.abs(got.logits).max()), float(np.abs(stream.logits).max()), rel_tol=1e-5)
+
+
+def test_rows_that_grow_past_squaring_are_handed_back_not_scored_as_zero():
+    """A row of 1e160s squares to inf: inf <= inf would pass the cancellation check, and a cosine read would score
+    the row 0.  Rows past the tokens' range are handed back; the stream's reads normalise them and score them right."""
+    rng = np.random.default_rng(7)
+    L, d = 200, 4
+    tokens = np.abs(rng.normal(size=(1, 1, L, d))) * 1e70
+    tokens[..., 0] *= -1
+    tokens[0, 0, ::3, 1] *= -1
+    grow = Stage("feedback", sign="plus", norm="none", window=1, positions="before_last")
+    read = Stage("context", positions="last", values="tokens")
+    pipeline = (Layer((grow,)),) * 130 + (Layer((read,)), Layer((Stage("assoc", positions="last"),)))
+    keys, values, vocab = rng.normal(size=(3, 1, 5, d))
+    _, done = span.last_rows(tokens, np.array([L]), [grow] * 130 + [read], 0.2, "cosine")
+    assert not done.any()
+    args = (tokens, np.array([L]), keys, values, vocab, pipeline, 0.2, "cosine")
+    np.testing.assert_array_equal(run_pipeline(*args, ALWAYS, record=False).logits,
+                                  run_pipeline(*args, NumpyBackend(jit=False), record=False).logits)
+
+
+def test_a_window_is_summed_afresh_so_a_large_row_leaving_it_cancels_nothing():
+    """x_i - x_{i-1} after a token 1e12 times the others: a running sum that takes the leaving row away keeps 6e-6 of
+    the answer's digits wrong (the stream's scans do); summed afresh, the mixtures match the oracle."""
+    rng = np.random.default_rng(1)
+    tokens = rng.normal(size=(1, 1, 4, 4))
+    tokens[0, 0, 0] *= 1e12
+    pipeline = (Layer((Stage("feedback", window=1),)), Layer((Stage("assoc", positions="last"),)))
+    keys, values, vocab = rng.normal(size=(3, 1, 5, 4))
+    got = run_pipeline(tokens, np.array([4]), keys, values, vocab, pipeline, 0.2, "cosine", ALWAYS, record=False)
+    want = oracle.trace_prompt(tokens[0, 0], keys[0], values[0], vocab[0], pipeline, 0.2, "cosine")
+    np.testing.assert_allclose(got.logits[0, 0], want.logits, rtol=1e-12)
+
+
+def test_a_prompt_handed_back_in_one_codebook_leaves_the_others_as_they_were():
+    """Seeds share a pass as codebooks: seed 0's logits must not hang on whether seed 1 cancelled."""
+    tokens, lengths, keys, values, vectors = workload(16, 16, 1000, 32, np.float32)
+    both = np.concatenate([tokens, tokens[:, :, ::-1]]).copy()
+    K, V, W = (np.concatenate([a, a]) for a in (keys, values, vectors))
+    both[1, 3, 1] = both[1, 3, 0] * np.float32(1 + 2**-10)  # seed 1, prompt 3: a near-duplicate token, handed back
+    stages = [stage for layer in feedback10_pipeline() for stage in layer.stages][:11]
+    assert span.last_rows(both, lengths, stages, 0.2, "cosine")[1].tolist()[1][3] is False
+    together = run_pipeline(both, lengths, K, V, W, feedback10_pipeline(), 0.2, "cosine", ALWAYS, record=False)
+    alone = run_pipeline(both[:1].copy(), lengths, K[:1], V[:1], W[:1], feedback10_pipeline(), 0.2, "cosine", ALWAYS,
+                         record=False)
+    np.testing.assert_array_equal(together.logits[0], alone.logits[0])
+
+
+def test_lengths_past_the_positions_are_declined_and_left_to_the_stream():
+    tokens, lengths, *_ = workload(2, 5, 64, 8)
+    assert ALWAYS.last_rows(tokens, np.array([7, 3]), [Stage("feedback")] * 10, 0.2, "cosine") is None

@@ -99,8 +99,8 @@ class NumpyBackend(Backend):
         """backends/span.py, where the fused loops would run (_fused) and, unless `mixtures` says, the mixtures cost
         less than the stream."""
         S, P, T, d = tokens.shape
-        if self.mixtures is False or T > span.MAX_POSITIONS:
-            return None
+        if self.mixtures is False or T > span.MAX_POSITIONS or (P and int(np.max(lengths)) > T):
+            return None  # (lengths past T: the stream's own error, not the mixtures' guess)
         if not (self._fused(tokens, len(stages)) and span.available()):
             return None
         if self.mixtures is None and not span.pays(T, d, stages):

@@ -20,9 +20,10 @@ from assocmem.model import Stage
 # G is exact to float64 rounding, and a row comes out as accurate as its mixture allows.  That is where the catch
 # is: a row whose mixture nearly cancels (`a a`: x_1 - x_0 = 0) has a squared norm far below the sum of its parts'
 # sizes, (sum_a |m_a| |e_a|)^2, and its value only carries the digits the cancellation leaves.  Every row made is
-# checked: where that ratio passes CANCELLATION (float32 tokens; float32's 24 bits less the 6 it may cost leave
-# more than the wavefront scan keeps) or CANCELLATION_64 (float64: a relative error under 1e-10), the prompt is
-# handed back and runs through the stream as usual.
+# checked: where that ratio passes CANCELLATION (float32 tokens: float32's 24 bits less the 6 it may cost; a row
+# near that limit comes out within about 7e-7 of float64, the wavefront scan's within 1e-7, and a row of random
+# tokens closer than the scan's) or CANCELLATION_64 (float64: a relative error under 1e-10), or its squared norm
+# leaves the range the tokens' must be in, the prompt is handed back and runs through the stream as usual.
 CANCELLATION = 2.0 ** 6
 CANCELLATION_64 = 2.0 ** 20
 # Columns of the tokens a Gram pass sums in the tokens' dtype before adding to G in float64: float32 lanes over a
@@ -130,10 +131,10 @@ def _mixtures(E, lengths, codes, reals, tables, bounds, chunk, out, ok, groups):
                 kind, repeats, positions, window, flag = codes[r, 0], codes[r, 1], codes[r, 2], codes[r, 3], codes[r, 4]
                 if kind == 0:
                     good = _feedback(M, GM, N, L, repeats, positions, reals[r, 0], flag == 1, window, tables[r, 0],
-                                     tables[r, 1], tables[r, 2], tau, root, P, GP, u, Gu)
+                                     tables[r, 1], tables[r, 2], tau, hi, root, P, GP, u, Gu)
                 else:
-                    good = _read_last(G, M, GM, N, L, reals[r, 1], codes[r, 5] == 1, flag == 1, eps, tau, root,
-                                      first, u)
+                    good = _read_last(G, M, GM, N, L, reals[r, 1], codes[r, 5] == 1, flag == 1, eps, tau, hi,
+                                      root, first, u)
             ok[p] = good
             if good:
                 _last_row(E[p], L, M[L - 1], row)
@@ -216,23 +217,28 @@ def _first(x, G, a):
     return a
 
 
-def _feedback(M, GM, N, L, repeats, positions, sign, rms, window, k, factor, guard, tau, root, P, GP, u, Gu):
+def _feedback(M, GM, N, L, repeats, positions, sign, rms, window, k, factor, guard, tau, high, root, P, GP, u, Gu):
     """`repeats` feedback stages on the mixtures, as fused._wave does them on the rows: x_i <- c (k x_i + sign P)
     under RMSnorm (c = 1 / sqrt(|k x_i + sign P|^2 + eps k^2 d)), else x_i + factor P, P the sum of this stage's
     rows before i (the last `window` of them).  Each row's G-image moves with it (G u = k G m_i + sign G P), so its
     squared norm u G u is one sum, not a quadratic form.  M, GM (T, T) and N (T,) updated in place; False where a
-    row cancelled."""
+    row cancelled or its squared norm passed `high` (as the tokens' may not: a row of 1e160s squares to inf, and
+    inf <= inf would pass the cancellation check)."""
     for _ in range(repeats):
         P[:L] = 0.0
         GP[:L] = 0.0
         for i in range(1, L):
-            for a in range(L):
-                P[a] += M[i - 1, a]
-                GP[a] += GM[i - 1, a]
-            if window and i > window:
+            if window and i > window:  # summed afresh: taking the row that leaves away would cancel digits
+                P[:L] = 0.0
+                GP[:L] = 0.0
+                for j in range(i - window, i):
+                    for a in range(L):
+                        P[a] += M[j, a]
+                        GP[a] += GM[j, a]
+            else:
                 for a in range(L):
-                    P[a] -= M[i - 1 - window, a]
-                    GP[a] -= GM[i - 1 - window, a]
+                    P[a] += M[i - 1, a]
+                    GP[a] += GM[i - 1, a]
             if not (positions == 0 or (positions == 1 and i == L - 1) or (positions == 2 and i < L - 1)):
                 continue
             own, mean = (k[i], sign) if rms else (1.0, factor[i])  # k x_i + sign P (normalised below), or x_i + factor P
@@ -243,7 +249,7 @@ def _feedback(M, GM, N, L, repeats, positions, sign, rms, window, k, factor, gua
                 squares += u[a] * Gu[a]
                 parts += abs(u[a]) * root[a]
             floor = guard[i] if rms else 0.0
-            if not (parts * parts <= tau * (squares + floor)):
+            if not (parts * parts <= tau * (squares + floor) and squares <= high):  # inf <= inf: bound it too
                 return False
             c = 1.0 / np.sqrt(squares + floor) if rms else 1.0
             for a in range(L):
@@ -253,10 +259,11 @@ def _feedback(M, GM, N, L, repeats, positions, sign, rms, window, k, factor, gua
     return True
 
 
-def _read_last(G, M, GM, N, L, scale, cosine, stream, eps, tau, root, first, w):
+def _read_last(G, M, GM, N, L, scale, cosine, stream, eps, tau, high, root, first, w):
     """layers.context_last on the mixtures: the last row's scores against the rows before it (cosine: over their
     norms, each at least eps), their softmax, and the read added to the last row: the weights on the earlier rows'
-    mixtures (values: stream) or on the tokens themselves (values: tokens).  False where the new row cancelled."""
+    mixtures (values: stream) or on the tokens themselves (values: tokens).  False where the new row cancelled or
+    its squared norm passed `high`."""
     if L < 2:  # nothing before the last row: the read adds nothing
         return True
     q, Gq = M[L - 1], GM[L - 1]
@@ -290,7 +297,7 @@ def _read_last(G, M, GM, N, L, scale, cosine, stream, eps, tau, root, first, w):
         squares += q[a] * Gq[a]
         parts += abs(q[a]) * root[a]
     N[L - 1] = squares
-    return parts * parts <= tau * squares
+    return parts * parts <= tau * squares and squares <= high
 
 
 def _last_row(x, L, m, row):
