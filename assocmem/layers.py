@@ -100,8 +100,9 @@ def softmax_in_place(scores, xp=np):
 
 def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax_rows=None, kept=None, into=None):
     """mem(Q, K, V) without keeping the weights: per chunk of queries, one GEMM for the scores, the
-    softmax in place, one GEMM for the values, then a division of the (n, d) result by the row sums
-    instead of the (n, M) weights.  1/temperature is folded into the queries.
+    softmax in place, one GEMM for the values, and a division by the row sums of whichever is narrower, the (n, M)
+    weights or the (n, d) read (M = 256 against d = 1000: 0.06 ms against 0.19 for 1024 queries).  1/temperature
+    is folded into the queries.
 
     softmax_rows(scores) -> row sums replaces the numpy softmax (the cupy backend fuses it into one kernel).
     kept (n, M) bool: the rows each query may read (ablations); those queries take mem.softmax, which reads
@@ -125,8 +126,12 @@ def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax
             xp.matmul(softmax(s, kept[start:start + chunk], xp), values, out=read)
         else:
             sums = softmax_rows(s)
-            xp.matmul(s, values, out=read)
-            read /= sums
+            if s.shape[1] < read.shape[1]:  # the weights are the narrower array: normalise them, not the read
+                s /= sums
+                xp.matmul(s, values, out=read)
+            else:
+                xp.matmul(s, values, out=read)
+                read /= sums
         if into is not None:
             into[start:start + q.shape[0]] += read
     return None if into is not None else out
