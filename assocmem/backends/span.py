@@ -44,7 +44,7 @@ def pays(T: int, d: int, stages) -> bool:
     """Whether the mixtures cost less than the stream, by a fit of one core of the 2-core EPYC (d = 1000, T = 16 to
     128, R = 3 and 10 stages; per prompt and position, in ns): the Gram matrix 0.015 T d, the mixtures 1.3 R T +
     38 R (each row's update is O(T) and one square root), the last row and the rest 0.15 d, against 0.17 R d for
-    the stream's wavefront scan.  At d = 1000 they pay from R = 4 at T = 16, and up to T = 48 at R = 10: measured
+    the stream's wavefront scan.  At d = 1000 they pay from R = 4 at T = 16, and up to T = 41 at R = 10: measured
     0.58 of the scan at (16, 10), 0.86 at (32, 10), 1.38 at (64, 10), 0.92 at (16, 3)."""
     R = len(stages)
     return 0.015 * T * d + 1.3 * R * T + 38 * R + 0.15 * d < 0.17 * R * d
