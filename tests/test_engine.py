@@ -236,3 +236,18 @@ def test_lengths_outside_the_positions_are_refused_in_one_line(lengths):
     tokens, _, keys, values, vocab = ragged_batch(S=1, lengths=(5, 3), d=8)
     with pytest.raises(ValueError, match=r"every length must be in 0\.\.5"):
         run_pipeline(tokens, np.array(lengths), keys, values, vocab, (Layer((Stage("feedback"),)),), 0.2, "cosine")
+
+
+def test_a_stream_that_stops_being_finite_raises_one_error_and_warns_of_nothing():
+    """The numpy backend's scan runs blocks in a pool's threads, and numpy's error state is each thread's own."""
+    import warnings
+
+    from assocmem.model import feedback10_pipeline
+
+    tokens, lengths, keys, values, vocab = ragged_batch(2, S=1, lengths=(5, 3), d=16)
+    tokens[0, 1, 1, 3] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NumericalError, match="layers 1-10"):
+            run_pipeline(tokens, lengths, keys, values, vocab, feedback10_pipeline(), 0.2, "cosine",
+                         NumpyBackend(threads=2, jit=False), record=False)

@@ -176,11 +176,14 @@ class NumpyBackend(Backend):
             part = rows[start:start + block]
             Y = self._buffer((T, len(part), d), X.dtype)
             np.copyto(Y, part.transpose(1, 0, 2))
-            if readable_rows is None:
-                layers.feedback_positions(Y, lens[start:start + block], stage, repeats, np)
-            else:  # ablated positions: the same blocks, the mean over the readable rows (layers.feedback_readable)
-                layers.feedback_readable(Y, lens[start:start + block], stage, readable_rows[start:start + block].T,
-                                         repeats, np)
+            # numpy's error state is a thread's own: the engine's (overflow is caught after the stage and named, not
+            # warned about) does not reach the pool's threads
+            with np.errstate(over="ignore", invalid="ignore"):
+                if readable_rows is None:
+                    layers.feedback_positions(Y, lens[start:start + block], stage, repeats, np)
+                else:  # ablated positions: the same blocks, the mean over the readable rows (layers.feedback_readable)
+                    layers.feedback_readable(Y, lens[start:start + block], stage,
+                                             readable_rows[start:start + block].T, repeats, np)
             part[...] = Y.transpose(1, 0, 2)
 
         starts = range(0, S * P, block)
