@@ -116,7 +116,7 @@ def forward(tokens, lengths, memory_keys, memory_values, vectors, pipeline: tupl
     if not record and changes is None:
         if mixtures:
             logits = through_mixtures(tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
-                                      backend, overwrite_tokens)
+                                      backend)
             if logits is not None:
                 return Trace([], None, None, logits, None)
         per = backend.prompts_per_block(tokens, pipeline)
@@ -189,17 +189,20 @@ def mixing_stages(pipeline: tuple[Layer, ...]) -> int:
     a context read at the last position that compares rows), where every stage after them reads the memory at the
     last position only: then the logits need only each prompt's last row after those stages (backends/span.py).
     0 where the pipeline is not of that shape."""
+    def mixes(stage: Stage) -> bool:
+        return stage.kind == "feedback" or (stage.kind == "context" and stage.positions == "last"
+                                            and stage.match == "stream")
+
     stages = [stage for layer in pipeline for stage in layer.stages]
     n = 0
-    while n < len(stages) and (stages[n].kind == "feedback" or (stages[n].kind == "context" and stages[n].positions
-                                                                   == "last" and stages[n].match == "stream")):
+    while n < len(stages) and mixes(stages[n]):
         n += 1
     rest = stages[n:]
     return n if all(KINDS[stage.kind].memory and stage.positions == "last" for stage in rest) else 0
 
 
 def through_mixtures(tokens, lengths, memory_keys, memory_values, vectors, pipeline, temperature, sim,
-                     backend: Backend, overwrite_tokens: bool):
+                     backend: Backend):
     """The logits of a pass that records nothing, without the stream, where the pipeline allows (mixing_stages)
     and the backend has a way (Backend.last_rows): each prompt's last row after the mixing stages, then the memory
     reads at the last position on those rows alone.  A prompt the backend did not do (a mixture that cancelled,
