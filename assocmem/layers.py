@@ -67,10 +67,7 @@ def static_read(X, keys, values, select, temperature, sim, xp=np, record=True, c
                 scale = 1.0 / temperature  # the queries, normalised and divided by the temperature in one pass
                 Q = rows * (scale / xp.maximum(norms(rows, xp), EPS) if sim == "cosine" else scale)
                 kept_rows = None if kept is None else kept[min(s, kept.shape[0] - 1), pc]
-                if whole:
-                    read_rows(Q, K, values[s], 1.0, "dot", xp, chunk_rows, softmax_rows, kept_rows, into=rows)
-                else:
-                    X[at] += read_rows(Q, K, values[s], 1.0, "dot", xp, chunk_rows, softmax_rows, kept_rows)
+                X[at] += read_rows(Q, K, values[s], xp, softmax_rows, kept_rows)  # (in place where `at` slices)
         return None
     if bool((select.sum(axis=1) <= 1).all()):  # at most one position a prompt (`last`): read only those
         p, t = xp.nonzero(select)
@@ -98,43 +95,27 @@ def softmax_in_place(scores, xp=np):
     return scores.sum(axis=1, keepdims=True)
 
 
-def read_rows(Q, keys, values, temperature, sim, xp=np, chunk_rows=None, softmax_rows=None, kept=None, into=None):
-    """mem(Q, K, V) without keeping the weights: per chunk of queries, one GEMM for the scores, the
-    softmax in place, one GEMM for the values, and a division by the row sums of whichever is narrower, the (n, M)
-    weights or the (n, d) read (M = 256 against d = 1000: 0.06 ms against 0.19 for 1024 queries).  1/temperature
-    is folded into the queries.
+def read_rows(Q, keys, values, xp=np, softmax_rows=None, kept=None):
+    """mem(Q, K, V) without keeping the weights, for queries already normalised (cosine) and divided by the
+    temperature, as static_read makes them a chunk at a time: one GEMM for the scores, the softmax in place, one
+    GEMM for the values, and a division by the row sums of whichever is narrower, the (n, M) weights or the (n, d)
+    read (M = 256 against d = 1000: 0.06 ms against 0.19 for 1024 queries).
 
     softmax_rows(scores) -> row sums replaces the numpy softmax (the cupy backend fuses it into one kernel).
     kept (n, M) bool: the rows each query may read (ablations); those queries take mem.softmax, which reads
-    nothing where no row is left.  into (n, d_v): where to add the reads, a chunk at a time through one chunk's
-    buffer, instead of returning them (no (n, d_v) array is made).
-    Shapes: Q (n, d), keys (M, d), values (M, d_v) -> (n, d_v), or None with `into`.
+    nothing where no row is left.
+    Shapes: Q (n, d), keys (M, d), values (M, d_v) -> (n, d_v).
     """
-    softmax_rows = softmax_rows or (lambda scores: softmax_in_place(scores, xp))
-    chunk = chunk_rows or CHUNK_ROWS
-    K = unit(keys, xp) if sim == "cosine" else keys
-    out = xp.empty((min(chunk, Q.shape[0]) if into is not None else Q.shape[0], values.shape[1]), dtype=Q.dtype)
-    scores = xp.empty((min(chunk, Q.shape[0]), K.shape[0]), dtype=Q.dtype)
-    for start in range(0, Q.shape[0], chunk):
-        q = Q[start:start + chunk]
-        if sim == "cosine" or temperature != 1.0:
-            q = (unit(q, xp) if sim == "cosine" else q) * (1.0 / temperature)
-        s = scores[: q.shape[0]]
-        read = out[: q.shape[0]] if into is not None else out[start:start + q.shape[0]]
-        xp.matmul(q, K.T, out=s)
-        if kept is not None:
-            xp.matmul(softmax(s, kept[start:start + chunk], xp), values, out=read)
-        else:
-            sums = softmax_rows(s)
-            if s.shape[1] < read.shape[1]:  # the weights are the narrower array: normalise them, not the read
-                s /= sums
-                xp.matmul(s, values, out=read)
-            else:
-                xp.matmul(s, values, out=read)
-                read /= sums
-        if into is not None:
-            into[start:start + q.shape[0]] += read
-    return None if into is not None else out
+    scores = xp.matmul(Q, keys.T)
+    if kept is not None:
+        return xp.matmul(softmax(scores, kept, xp), values)
+    sums = softmax_rows(scores) if softmax_rows else softmax_in_place(scores, xp)
+    if scores.shape[1] < values.shape[1]:  # the weights are the narrower array: normalise them, not the read
+        scores /= sums
+        return xp.matmul(scores, values)
+    read = xp.matmul(scores, values)
+    read /= sums
+    return read
 
 
 def context_scan(X, tokens, select, temperature, sim, values="stream", xp=np, record=True, readable=None):

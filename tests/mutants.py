@@ -187,7 +187,7 @@ MUTANTS = [
            "weights[:, p, t] = read.weights", "weights[:, p, t - 1] = read.weights", ("test_layers.py",) + ENGINE,
            "a last-position static read's weights recorded one position early"),
     Mutant("fast-read-chunk-reversed", "assocmem/layers.py",
-           "q = Q[start:start + chunk]\n", "q = Q[start:start + chunk][::-1]\n", ENGINE,
+           "                rows = X[at]\n", "                rows = X[at][::-1]\n", ENGINE,
            "the unrecorded static read scores a chunk's queries in the wrong order"),
     Mutant("feedback-window-off-by-one", "assocmem/layers.py",
            "if stage.window and i > stage.window:", "if stage.window and i >= stage.window:",

@@ -101,7 +101,7 @@ class NumpyBackend(Backend):
         S, P, T, d = tokens.shape
         if self.mixtures is False or T > span.MAX_POSITIONS or (P and int(np.max(lengths)) > T):
             return None  # (lengths past T: the stream's own error, not the mixtures' guess)
-        if not (self._fused(tokens, len(stages)) and span.available()):
+        if not self._fused(tokens, len(stages)):  # numba there (its loops compile span's too), and worth loading
             return None
         if self.mixtures is None and not span.pays(T, d, stages):
             return None

@@ -36,10 +36,6 @@ MAX_POSITIONS = 512
 POSITIONS = {"all": 0, "last": 1, "before_last": 2}  # as fused.POSITIONS
 
 
-def available() -> bool:
-    return fused.available()
-
-
 def pays(T: int, d: int, stages) -> bool:
     """Whether the mixtures cost less than the stream, by a fit of one core of the 2-core EPYC (d = 1000, T = 16 to
     128, R = 3 and 10 stages; per prompt and position, in ns): the Gram matrix 0.015 T d, the mixtures 1.3 R T +
