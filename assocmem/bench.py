@@ -11,7 +11,7 @@ import numpy as np
 from assocmem import peers
 from assocmem.backends import Backend, get_backend
 from assocmem.contention import BUSY_OTHERS, BUSY_SPREAD, Contention
-from assocmem.engine import forward
+from assocmem.engine import forward, run_pipeline
 from assocmem.mem import unit
 from assocmem.model import default_pipeline, feedback10_pipeline
 from assocmem.peers import loop_reference  # noqa: F401  (the bench's reference, importable from here as before)
@@ -314,6 +314,33 @@ def run_bench(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> Benc
                 result.figures[key], result.notes[key] = None, f"invalid ({median:.2f} measured): {AT_MOST_ONE[key]}"
         result.details[name] = part
     return result
+
+
+def peak_memory(backend: Backend, prompts: int, shapes: Shapes = Shapes()) -> dict:
+    """The most memory one pass that records nothing allocates beyond its input, over the stream's bytes, as
+    tracemalloc sees numpy's buffers: feedback10 with the caller's tokens, and the default recipe with the tokens
+    handed over (as run and sweep hand them), `prompts` prompts of shapes.tokens tokens at shapes.dim.  What a
+    process does once (numba loading its loops, the threads' buffers) is not a pass's: a pass of 64 prompts first.
+    -> {prompts, tokens, dim, stream_bytes, <recipe>_peak_bytes, <recipe>_peak_over_stream, machine}"""
+    import tracemalloc
+
+    preload(backend)
+    tokens, lengths, keys, values, vectors = workload(prompts, shapes.tokens, shapes.dim, shapes.vocabulary)
+    out = {"prompts": prompts, "tokens": shapes.tokens, "dim": shapes.dim, "stream_bytes": int(tokens.nbytes)}
+    for name, pipeline, handed in (("feedback10", feedback10_pipeline(), False), ("default", default_pipeline(), True)):
+        run_pipeline(tokens[:, :64].copy(), lengths[:64], keys, values, vectors, pipeline, TEMPERATURE, "cosine",
+                     backend, record=False)
+        given = tokens.copy() if handed else tokens  # copied before the count starts: the caller's, handed over
+        tracemalloc.start()
+        try:
+            run_pipeline(given, lengths, keys, values, vectors, pipeline, TEMPERATURE, "cosine", backend,
+                         record=False, overwrite_tokens=handed)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        del given
+        out[f"{name}_peak_bytes"], out[f"{name}_peak_over_stream"] = peak, peak / tokens.nbytes
+    return {**out, "machine": machine(backend)}
 
 
 def scaling(backend: Backend, shapes: Shapes = Shapes(), on_step=None) -> dict:

@@ -178,6 +178,8 @@ def pick_backend(name: str):
 
 # Interleaved rounds a bench figure may ask for: 1000 rounds of the full bench are hours already.
 MAX_REPEATS = 1000
+# bench --memory's batch: 2^17 prompts of 16 x 1000 float32 is an 8.4 GB stream (and the default recipe's copy)
+MAX_MEMORY_PROMPTS = 2**17
 
 
 def max_memory_option(help: str = "GiB one batched pass may use."):
@@ -480,15 +482,18 @@ def bench(
     repeats: Optional[int] = typer.Option(None, "--repeats", help="Interleaved rounds per figure (default 7); "
                                                                    "each figure is the median of its pair ratios."),
     scaling: bool = flag("--scaling", "Instead: time against B, n and d, with fitted exponents."),
+    memory: Optional[int] = typer.Option(None, "--memory", metavar="B",
+                                         help="Instead: the peak memory one pass of B prompts allocates, over the "
+                                              "stream (numpy backend; --quick: small prompts)."),
 ) -> None:
     """Measure, in one process, interleaved: the engine against a batched numpy program of the same recipe, torch
     eager (where installed), the per-prompt loop and the floor (a copy of the stream); the static read against
     its GEMMs; the feedback scan against copy.  Ratios of pairs, so the machine's noise cancels or is flagged."""
     from dataclasses import replace
 
-    from assocmem.bench import QUICK, Shapes, run_bench
+    from assocmem.bench import QUICK, Shapes, peak_memory, run_bench
     from assocmem.bench import scaling as scale
-    from assocmem.report import print_bench, print_scaling
+    from assocmem.report import print_bench, print_memory, print_scaling
 
     with user_errors("run assocmem bench --quick, or on a machine with more memory"):
         if repeats is not None and not 1 <= repeats <= MAX_REPEATS:
@@ -501,6 +506,13 @@ def bench(
         def progress(name, k, n):
             print(f"assocmem bench: part {k} of {n}, {name}", file=sys.stderr, flush=True)
 
+        if memory is not None:
+            if not 64 <= memory <= MAX_MEMORY_PROMPTS:
+                raise InputError(f"--memory must be 64 to {MAX_MEMORY_PROMPTS} prompts, got {memory}")
+            if engine.name != "numpy":
+                raise InputError("--memory measures host memory, so the numpy backend's", hint="use --backend numpy")
+            table = peak_memory(engine, memory, shapes)
+            return emit(table, [], as_json, lambda con: print_memory(table, con))
         if scaling:
             table = scale(engine, shapes, on_step=progress)
         else:

@@ -379,6 +379,19 @@ def print_scaling(scaling: dict, console: Console) -> None:
         console.print(f"time ~ {axis}^e: feedback10 e = {fit['feedback10']:.2f}, default e = {fit['default']:.2f}")
 
 
+def print_memory(memory: dict, console: Console) -> None:
+    """Each recipe's peak memory in one pass, over the stream's bytes."""
+    table = Table(title=f"assocmem bench --memory: one pass of {memory['prompts']} prompts of {memory['tokens']} "
+                        f"tokens at d = {memory['dim']} (a {memory['stream_bytes'] / 1e6:,.0f} MB stream)",
+                  title_justify="left")
+    for column in ("recipe", "peak MB", "over the stream"):
+        table.add_column(column, justify="right")
+    for name, how in (("feedback10", "the caller's tokens"), ("default", "tokens handed over")):
+        table.add_row(f"{name} ({how})", f"{memory[f'{name}_peak_bytes'] / 1e6:,.1f}",
+                      f"{memory[f'{name}_peak_over_stream']:.3f}x")
+    console.print(table)
+
+
 def _number(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"

@@ -185,3 +185,24 @@ def test_the_table_says_what_other_processes_took_and_why_a_figure_is_busy():
     text = out.getvalue()
     assert "other processes 30.0% of the machine" in text
     assert "busy for floor_fraction" in text and "other processes took 30% of the machine during recipe" in text
+
+
+def test_bench_memory_measures_each_recipe_and_refuses_what_it_cannot():
+    """One pass's peak over the stream, from tracemalloc; the same figures in the table and in strict JSON."""
+    import math
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+    r = cli("bench", "--memory", "2048", "--json")
+    assert r.returncode == 0, r.stderr
+    out = strict(r.stdout)
+    assert out["prompts"] == 2048 and out["stream_bytes"] == 2048 * 16 * 1000 * 4
+    for recipe in ("feedback10", "default"):  # both far under the 1.3 streams issue 16 allows
+        assert 0 < out[f"{recipe}_peak_over_stream"] < 1.3
+        assert math.isclose(out[f"{recipe}_peak_bytes"] / out["stream_bytes"], out[f"{recipe}_peak_over_stream"])
+    table = cli("bench", "--memory", "256", "--quick")
+    assert table.returncode == 0 and "feedback10 (the caller's tokens)" in table.stdout
+    for bad in ("3", "999999999999999999999"):
+        r = cli_in_process("bench", "--memory", bad)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--memory must be 64 to" in r.stderr, r.stderr
